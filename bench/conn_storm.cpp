@@ -166,8 +166,7 @@ class Parser {
       case St::kTrailer:
         if (line.empty()) st = St::kDone;
         return true;
-      default:
-        return false;
+      default: return false;
     }
   }
 

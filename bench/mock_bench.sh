@@ -15,20 +15,15 @@
 # Exit status: 0 if every storm run answered every request with 2xx and every wrk run worked.
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH_NAME=mock_bench
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-10000}"
 STORM_LATENCY="${STORM_LATENCY:-1000}"
 STORM_TIMEOUT="${STORM_TIMEOUT:-30}"
-NGINX_PORT=18080 # fixed by $BENCH_DIR/nginx/nginx.conf
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-  log "mock_bench: $*"
-  exit 1
-}
-rel() { printf '%s' "${1#"$REPO_ROOT"/}"; } # path as shown in the summary
 
 # --- inputs -------------------------------------------------------------------------------------
 if [[ $# -ge 1 ]]; then
@@ -41,11 +36,8 @@ BENCH_DIR="${BENCH_DIR:-$REPO_ROOT/../shared/bench}"
 [[ -f $BENCH_DIR/nginx/nginx.conf && -f $BENCH_DIR/wrk/chat_post.lua ]] ||
   die "BENCH_DIR=$BENCH_DIR lacks nginx/nginx.conf or wrk/chat_post.lua"
 BENCH_DIR="$(cd "$BENCH_DIR" && pwd)" # nginx -c wants an absolute path
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
-[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
-for tool in taskset nginx wrk ps awk sort cmake; do
-  command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_posint ROUNDS CONNECTIONS
+need_tools taskset nginx wrk curl ps awk sort cmake
 WRK_LUA="$BENCH_DIR/wrk/chat_post.lua"
 CHAT_PATH=/v1/chat/completions
 
@@ -56,51 +48,7 @@ cmake --build "$REPO_ROOT/build/release" --target conn_storm >&2 ||
   die "cannot build conn_storm: configure build/release first (scripts/test does)"
 
 # --- process bookkeeping ------------------------------------------------------------------------
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/mock_bench.XXXXXX")"
-PIDS=()
-
-alive() { # alive PID: running and not a zombie
-  local stat
-  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $stat != Z* ]]
-}
-
-stop_pid() { # TERM, up to 5 s grace, then KILL; always reaps
-  local pid=$1 i
-  if kill "$pid" 2>/dev/null; then
-    for ((i = 0; i < 50; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-stop_all() {
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  PIDS=()
-}
-
-cleanup() {
-  stop_all
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-wait_port() { # wait_port PORT PID NAME: bounded readiness poll, 50 x 0.1 s
-  local port=$1 pid=$2 name=$3 i
-  for ((i = 0; i < 50; i++)); do
-    port_open "$port" && return 0
-    alive "$pid" || die "$name exited early: $(tail -n 5 "$TMP/$name.err")"
-    sleep 0.1
-  done
-  die "$name does not accept connections on 127.0.0.1:$port after 5 s"
-}
+bench_setup # $TMP, PIDS, cleanup on exit (lib.sh)
 
 # start_mock NAME [ARGS...]: flexllm mock on CPU 0; sets MOCK_PID and MOCK_PORT. The mock prints
 # its base URL (http://127.0.0.1:PORT/v1) as its first stdout line; it must flush that line.
@@ -124,30 +72,6 @@ start_mock() {
     sleep 0.1
   done
   die "$name printed no base URL line within 10 s (is stdout flushed?)"
-}
-
-start_nginx() { # sets NGINX_PID
-  local run="$TMP/nginx-run"
-  port_open "$NGINX_PORT" && die "127.0.0.1:$NGINX_PORT is already in use; stop that server first"
-  mkdir -p "$run"
-  taskset -c 0 nginx -p "$run" -e stderr -c "$BENCH_DIR/nginx/nginx.conf" \
-    >"$TMP/nginx.out" 2>"$TMP/nginx.err" &
-  NGINX_PID=$!
-  PIDS+=("$NGINX_PID")
-  wait_port "$NGINX_PORT" "$NGINX_PID" nginx
-  log "nginx: pid $NGINX_PID, port $NGINX_PORT"
-}
-
-json_field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" <<<"$2"; }
-
-median() { # median FORMAT NUMBERS...: printf-formatted median of the numeric ones ("n/a" if none)
-  local fmt=$1
-  shift
-  printf '%s\n' "$@" | { grep -E '^[0-9]+(\.[0-9]+)?$' || true; } | sort -g |
-    awk -v fmt="$fmt" '{ a[NR] = $1 } END {
-      if (NR == 0) { print "n/a"; exit }
-      m = int((NR + 1) / 2)
-      printf fmt "\n", (NR % 2) ? a[m] : (a[m] + a[m + 1]) / 2 }'
 }
 
 FAILURES=0
@@ -179,14 +103,14 @@ stop_all
 
 # --- 3. throughput: wrk against nginx and the zero-latency mock -------------------------------
 run_wrk() { # run_wrk LABEL URL: prints Requests/sec (empty on failure)
-  local label=$1 url=$2 out="$TMP/wrk-$1.txt" rps
+  local label=$1 url=$2 out="$TMP/wrk-$1.txt" rps errs
   if ! taskset -c 1 wrk -t1 -c100 -d"$DURATION" -s "$WRK_LUA" "$url" >"$out" 2>&1; then
     log "wrk against $label failed: $(tail -n 3 "$out")"
     return 0
   fi
-  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
-  if grep -qE 'Non-2xx|Socket errors' "$out"; then
-    log "wrk against $label reported errors: $(grep -E 'Non-2xx|Socket errors' "$out")"
+  rps=$(wrk_rps "$out")
+  if errs=$(wrk_errors "$out"); then
+    log "wrk against $label reported errors: $errs"
     rps=""
   fi
   printf '%s' "$rps"
@@ -217,10 +141,8 @@ stop_all
 # --- 4. markdown summary ------------------------------------------------------------------------
 BIN_SHOWN=$(rel "$FLEXLLM_BIN")
 STORM_SHOWN=$(rel "$CONN_STORM")
-REV=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
-CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 cat <<EOF
-### flexllm mock vs nginx: $(date -u +%Y-%m-%d), rev $REV, $(nproc) CPUs${CPU:+ ($CPU)}
+### flexllm mock vs nginx: $(date -u +%Y-%m-%d), rev $(git_rev), $(cpu_desc)
 
 Server pinned to CPU 0, client to CPU 1; $ROUNDS rounds, medians.
 

@@ -144,7 +144,10 @@ clears them.)");
   auto rate = [&](const char* name, double& field, const char* what) {
     cmd->add_option(name, field, what)->check(CLI::Range(0.0, 1.0))->capture_default_str();
   };
-  rate("--error-rate", c.faults.error_500, "Share of requests answered with HTTP 500");
+  rate("--error-rate", c.faults.http_error, "Share of requests answered with --error-status");
+  cmd->add_option("--error-status", c.error_status, "HTTP status of --error-rate replies")
+      ->check(CLI::Range(400, 599))
+      ->capture_default_str();
   rate("--rate-429", c.faults.rate_429, "Share answered with 429 + Retry-After");
   rate("--drop-rate", c.faults.drop, "Share whose connection is closed without a reply");
   rate("--hang-rate", c.faults.hang, "Share never answered");

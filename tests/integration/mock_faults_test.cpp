@@ -22,7 +22,7 @@ Outcome classify(const HttpResponse& r) {
   if (r.curl_code == CURLE_GOT_NOTHING) return Outcome::dropped;
   if (r.curl_code == CURLE_PARTIAL_FILE) return Outcome::truncated;
   if (r.curl_code != 0) ADD_FAILURE() << "unexpected transfer error: " << r.error;
-  if (r.status == 500) return Outcome::error_500;
+  if (r.status == 500) return Outcome::http_error;
   if (r.status == 429) return Outcome::rate_limited;
   if (r.status != 200) ADD_FAILURE() << "unexpected status " << r.status;
   if (!json::accept(r.body)) return Outcome::malformed;
@@ -36,7 +36,7 @@ void expect_rate(uint64_t observed, size_t n, double rate, const char* what) {
 }
 
 TEST(MockFaults, EveryKindHoldsItsRateOver6000Requests) {
-  const FaultRates rates{.error_500 = 0.08,
+  const FaultRates rates{.http_error = 0.08,
                          .rate_429 = 0.06,
                          .drop = 0.05,
                          .hang = 0.04,
@@ -65,7 +65,7 @@ TEST(MockFaults, EveryKindHoldsItsRateOver6000Requests) {
   EXPECT_EQ(st.requests, n);
   for (size_t k = 0; k < kOutcomeCount; ++k)
     EXPECT_EQ(seen[k], st.by_outcome[k]) << to_string(static_cast<Outcome>(k));
-  expect_rate(st.count(Outcome::error_500), n, rates.error_500, "500");
+  expect_rate(st.count(Outcome::http_error), n, rates.http_error, "500");
   expect_rate(st.count(Outcome::rate_limited), n, rates.rate_429, "429");
   expect_rate(st.count(Outcome::dropped), n, rates.drop, "drop");
   expect_rate(st.count(Outcome::hung), n, rates.hang, "hang");
@@ -77,7 +77,7 @@ TEST(MockFaults, EveryKindHoldsItsRateOver6000Requests) {
 
 TEST(MockFaults, SameSeedSameFaultSequence) {
   auto sequence = [](uint64_t seed) {
-    MockServer mock({.seed = seed, .faults = {.error_500 = 0.3, .rate_429 = 0.3}});
+    MockServer mock({.seed = seed, .faults = {.http_error = 0.3, .rate_429 = 0.3}});
     std::string s;
     for (int i = 0; i < 40; ++i)
       s += std::to_string(http({.url = chat_url(mock), .body = chat_body("x")}).status) + ",";
@@ -88,7 +88,7 @@ TEST(MockFaults, SameSeedSameFaultSequence) {
 }
 
 TEST(MockFaults, ErrorBodiesAreOpenAiShaped) {
-  MockServer mock({.faults = {.error_500 = 1.0}});
+  MockServer mock({.faults = {.http_error = 1.0}});
   auto r = http({.url = chat_url(mock), .body = chat_body("x")});
   ASSERT_EQ(r.status, 500);
   json j = r.json_body();

@@ -317,7 +317,7 @@ TEST(MockServer, LogFileHasALinePerChatRequest) {
 TEST(MockServer, UpdateChangesKnobsForLaterRequests) {
   MockServer mock;
   EXPECT_EQ(post_chat(mock, chat_body("a")).status, 200);
-  mock.update({.faults = {.error_500 = 1.0}});
+  mock.update({.faults = {.http_error = 1.0}});
   EXPECT_EQ(post_chat(mock, chat_body("b")).status, 500);
   mock.update({});
   EXPECT_EQ(post_chat(mock, chat_body("c")).status, 200);

@@ -23,7 +23,7 @@ TEST(MockConfig, InvalidFieldsAreNamed) {
   c.faults.drop = 1.5;
   EXPECT_NE(why(c).find("faults.drop"), std::string::npos);
   c = {};
-  c.faults.error_500 = 0.6;
+  c.faults.http_error = 0.6;
   c.faults.hang = 0.6;
   EXPECT_NE(why(c).find("add up to 1.2"), std::string::npos);
   c = {};

@@ -62,16 +62,19 @@ void MockConfig::validate() const {
   check_range(response_tokens, "response_tokens", 1);
   check_range(reasoning_tokens, "reasoning_tokens", 1);
   check_non_negative(token_rate, "token_rate");
-  check_rate(faults.error_500, "faults.error_500");
+  check_rate(faults.http_error, "faults.http_error");
   check_rate(faults.rate_429, "faults.rate_429");
   check_rate(faults.drop, "faults.drop");
   check_rate(faults.hang, "faults.hang");
   check_rate(faults.malformed, "faults.malformed");
   check_rate(faults.truncate, "faults.truncate");
-  double sum = faults.error_500 + faults.rate_429 + faults.drop + faults.hang + faults.malformed +
+  double sum = faults.http_error + faults.rate_429 + faults.drop + faults.hang + faults.malformed +
                faults.truncate;
   if (sum > 1 + 1e-9)
     throw std::invalid_argument(fmt::format("faults: the rates add up to {} (at most 1)", sum));
+  if (error_status < 400 || error_status > 599)
+    throw std::invalid_argument(
+        fmt::format("error_status: must be a 4xx or 5xx status (got {})", error_status));
   if (retry_after.count() < 0) throw std::invalid_argument("retry_after: must be >= 0");
   check_non_negative(max_qps, "max_qps");
   check_non_negative(qps_burst, "qps_burst");
@@ -79,24 +82,15 @@ void MockConfig::validate() const {
 
 std::string_view to_string(Outcome outcome) {
   switch (outcome) {
-    case Outcome::ok:
-      return "ok";
-    case Outcome::error_500:
-      return "error_500";
-    case Outcome::rate_limited:
-      return "rate_limited";
-    case Outcome::qps_limited:
-      return "qps_limited";
-    case Outcome::dropped:
-      return "dropped";
-    case Outcome::hung:
-      return "hung";
-    case Outcome::malformed:
-      return "malformed";
-    case Outcome::truncated:
-      return "truncated";
-    case Outcome::bad_request:
-      return "bad_request";
+    case Outcome::ok: return "ok";
+    case Outcome::http_error: return "http_error";
+    case Outcome::rate_limited: return "rate_limited";
+    case Outcome::qps_limited: return "qps_limited";
+    case Outcome::dropped: return "dropped";
+    case Outcome::hung: return "hung";
+    case Outcome::malformed: return "malformed";
+    case Outcome::truncated: return "truncated";
+    case Outcome::bad_request: return "bad_request";
   }
   return "unknown";
 }

@@ -102,6 +102,8 @@ HeadResult parse_request_head(std::string_view data) {
     } else if (iequals(name, "connection")) {
       if (icontains_token(value, "close")) r.head.keep_alive = false;
       if (icontains_token(value, "keep-alive")) r.head.keep_alive = true;
+    } else if (iequals(name, "authorization")) {
+      r.head.authorization = std::string(value);
     } else if (iequals(name, "expect")) {
       if (iequals(value, "100-continue")) r.head.expect_continue = true;
     }
@@ -175,30 +177,27 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
 
 std::string_view status_reason(int status) {
   switch (status) {
-    case 100:
-      return "Continue";
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 413:
-      return "Payload Too Large";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 505:
-      return "HTTP Version Not Supported";
-    default:
-      return "Unknown";
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 529: return "Site Overloaded";
+    default: return "Unknown";
   }
 }
 

@@ -23,6 +23,7 @@ struct RequestHead {
   bool http11 = true;
   bool keep_alive = true;
   bool expect_continue = false;
+  std::string authorization;  // the Authorization header's value
 };
 
 enum class ParseStatus { complete, incomplete, error };

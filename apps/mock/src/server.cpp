@@ -45,6 +45,8 @@ namespace {
 // One chat request being answered.
 struct Exchange {
   Outcome outcome = Outcome::ok;
+  int error_status = 500;
+  std::string authorization;  // quoted back by 401 replies
   ChatRequest request;
   ChatReply reply;
   ReplyIdentity ident;
@@ -295,8 +297,16 @@ bool respond(Conn* c) {
       send_json(c, 200, render_completion(ex.ident, ex.reply));
       end_exchange(c);
       return true;
-    case Outcome::error_500:
-      send_error(c, 500, "mock: injected internal server error", "server_error");
+    case Outcome::http_error:
+      if (ex.error_status == 401) {
+        std::string token =
+            ex.authorization.starts_with("Bearer ") ? ex.authorization.substr(7) : ex.authorization;
+        send_error(c, 401, fmt::format("Incorrect API key provided: {}.", token),
+                   "invalid_request_error", "invalid_api_key");
+      } else {
+        send_error(c, ex.error_status, fmt::format("mock: injected HTTP {}", ex.error_status),
+                   ex.error_status >= 500 ? "server_error" : "invalid_request_error");
+      }
       end_exchange(c);
       return true;
     case Outcome::malformed:
@@ -314,9 +324,7 @@ bool respond(Conn* c) {
       send_json(c, 200, render_malformed_completion(ex.ident));
       end_exchange(c);
       return true;
-    case Outcome::dropped:
-      close_conn(c);
-      return false;
+    case Outcome::dropped: close_conn(c); return false;
     default:
       // 429s, 400s and hangs never wait for the latency.
       end_exchange(c);
@@ -324,7 +332,7 @@ bool respond(Conn* c) {
   }
 }
 
-void handle_chat(Conn* c) {
+void handle_chat(Conn* c, const RequestHead& h) {
   ServerState& s = *c->srv;
   const auto now = Clock::now();
   std::shared_ptr<const MockConfig> cfg;
@@ -372,8 +380,7 @@ void handle_chat(Conn* c) {
   if (s.log) s.write_log(seq, now, outcome, request && request->stream, latency, c->body);
 
   switch (outcome) {
-    case Outcome::bad_request:
-      return send_error(c, 400, error, "invalid_request_error");
+    case Outcome::bad_request: return send_error(c, 400, error, "invalid_request_error");
     case Outcome::qps_limited:
       return send_rate_limited(
           c, std::chrono::milliseconds(static_cast<int64_t>(std::ceil(wait_s * 1000))),
@@ -382,11 +389,12 @@ void handle_chat(Conn* c) {
     case Outcome::rate_limited:
       return send_rate_limited(c, cfg->retry_after, cfg->max_qps > 0 ? cfg->max_qps : 1,
                                "mock: injected rate limit; retry later");
-    default:
-      break;
+    default: break;
   }
   auto ex = std::make_unique<Exchange>();
   ex->outcome = outcome;
+  ex->error_status = cfg->error_status;
+  if (outcome == Outcome::http_error) ex->authorization = h.authorization;
   ex->reply = plan_reply(*request, *cfg);
   ex->ident.id = fmt::format("chatcmpl-mock-{}", seq);
   ex->ident.model = request->model.empty() ? cfg->models.front() : request->model;
@@ -414,7 +422,7 @@ void handle_request(Conn* c, const RequestHead& h) {
   const std::string& p = h.path;
   if (p == "/v1/chat/completions" || p == "/chat/completions") {
     if (h.method != "POST") return send_error(c, 405, "use POST", "invalid_request_error");
-    return handle_chat(c);
+    return handle_chat(c, h);
   }
   std::shared_ptr<const MockConfig> cfg;
   s.update_stats([&](MockStats& st) {
@@ -584,9 +592,9 @@ Outcome ServerState::draw_fault(const FaultRates& f, uint64_t seq_no) const {
   uint64_t x = fault_offset + seq_no * 0x9E3779B97F4A7C15ull;
   double u = static_cast<double>(x >> 11) * 0x1.0p-53;
   const std::pair<double, Outcome> kinds[] = {
-      {f.error_500, Outcome::error_500}, {f.rate_429, Outcome::rate_limited},
-      {f.drop, Outcome::dropped},        {f.hang, Outcome::hung},
-      {f.malformed, Outcome::malformed}, {f.truncate, Outcome::truncated}};
+      {f.http_error, Outcome::http_error}, {f.rate_429, Outcome::rate_limited},
+      {f.drop, Outcome::dropped},          {f.hang, Outcome::hung},
+      {f.malformed, Outcome::malformed},   {f.truncate, Outcome::truncated}};
   double edge = 0;
   for (const auto& [rate, outcome] : kinds) {
     edge += rate;

@@ -3,10 +3,10 @@
 // One event-loop thread (libevent) serves every connection, so it holds tens of thousands of
 // concurrent requests. Tests start it in-process on an ephemeral port with per-test knobs:
 //
-//   flexllm::mock::MockServer mock({.latency_ms = {50, 50}, .faults = {.error_500 = 0.1}});
+//   flexllm::mock::MockServer mock({.latency_ms = {50, 50}, .faults = {.http_error = 0.1}});
 //   auto url = mock.base_url();            // "http://127.0.0.1:41234/v1"
 //   ... drive a client against url ...
-//   EXPECT_EQ(mock.stats().count(flexllm::mock::Outcome::error_500), 3u);
+//   EXPECT_EQ(mock.stats().count(flexllm::mock::Outcome::http_error), 3u);
 //
 // The same server is `flexllm mock` on the command line.
 #pragma once
@@ -46,13 +46,13 @@ enum class ThinkingMode {
 // outcome is drawn per chat request from a seeded low-discrepancy sequence, so every rate holds
 // within a handful of requests over any window (tests can rely on counts, not luck).
 struct FaultRates {
-  double error_500 = 0;  // HTTP 500 with an OpenAI-shaped error body (after the latency)
-  double rate_429 = 0;   // HTTP 429 at once, with Retry-After, retry-after-ms, x-ratelimit-*
-  double drop = 0;       // connection closed without a reply (after the latency)
-  double hang = 0;       // request accepted, never answered; held until the client goes away
-  double malformed = 0;  // HTTP 200 whose JSON body (or one stream event) is not valid JSON
-  double truncate = 0;   // stream stops half-way: no finish_reason, no [DONE], connection closed;
-                         // non-stream: Content-Length promises the full body, half is sent
+  double http_error = 0;  // HTTP MockConfig::error_status, OpenAI-shaped body (after the latency)
+  double rate_429 = 0;    // HTTP 429 at once, with Retry-After, retry-after-ms, x-ratelimit-*
+  double drop = 0;        // connection closed without a reply (after the latency)
+  double hang = 0;        // request accepted, never answered; held until the client goes away
+  double malformed = 0;   // HTTP 200 whose JSON body (or one stream event) is not valid JSON
+  double truncate = 0;    // stream stops half-way: no finish_reason, no [DONE], connection closed;
+                          // non-stream: Content-Length promises the full body, half is sent
 };
 
 struct MockConfig {
@@ -68,6 +68,9 @@ struct MockConfig {
   bool echo = false;  // the answer is the last user message, verbatim
   ThinkingMode thinking = ThinkingMode::none;
   FaultRates faults{};
+  // Status of FaultRates::http_error replies (500 by default; any 4xx/5xx to test a client's
+  // retry policy). A 401 quotes the request's bearer token back, as some servers do.
+  int error_status = 500;
   std::chrono::milliseconds retry_after{1000};  // hint sent with injected 429s
   // Requests above this rate get 429 at once (token bucket, capacity qps_burst); 0 = no limit.
   double max_qps = 0;
@@ -83,7 +86,7 @@ struct MockConfig {
 // What the mock did with a chat request.
 enum class Outcome : uint8_t {
   ok,
-  error_500,
+  http_error,
   rate_limited,  // injected 429 (FaultRates::rate_429)
   qps_limited,   // 429 from max_qps
   dropped,

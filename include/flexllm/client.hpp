@@ -1,0 +1,113 @@
+// LLMClient: one endpoint, any provider; single, async and streaming calls with rate control,
+// retries and typed errors.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flexllm/errors.hpp"
+#include "flexllm/runtime.hpp"
+#include "flexllm/stream.hpp"
+#include "flexllm/types.hpp"
+
+namespace flexllm {
+
+// How an OpenAI-compatible server is told to think (SPEC §9). `automatic` picks by host:
+// api.openai.com, ollama (:11434) -> reasoning_effort; dashscope, siliconflow -> enable_thinking;
+// deepseek, bigmodel, volces -> thinking_object; anything else -> chat_template_kwargs.
+enum class ThinkingStyle {
+  automatic,
+  reasoning_effort,      // "reasoning_effort": level, or "none" to switch off
+  chat_template_kwargs,  // "chat_template_kwargs": {"enable_thinking": bool} (vLLM, SGLang)
+  enable_thinking,       // "enable_thinking": bool (DashScope, SiliconFlow)
+  thinking_object,       // "thinking": {"type": "enabled"|"disabled"} (DeepSeek, Zhipu, Volcengine)
+};
+
+const char* to_string(ThinkingStyle style) noexcept;
+
+struct ClientConfig {
+  std::string base_url{};  // e.g. "https://api.openai.com/v1"
+  std::string api_key{};
+  std::string model{};
+  Provider provider = Provider::automatic;
+  int concurrency_limit = 10;       // requests in flight at most
+  std::optional<double> max_qps{};  // requests/s; default unlimited (openai), 60 (gemini, claude)
+  std::chrono::milliseconds timeout =
+      std::chrono::seconds(120);  // per attempt (streams: to the first byte)
+  std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+  std::chrono::milliseconds stream_idle_timeout =
+      std::chrono::seconds(60);  // longest silence inside a stream
+  int retry_times = 3;           // retries after the first attempt
+  std::chrono::milliseconds retry_delay =
+      std::chrono::seconds(1);  // base of the exponential backoff
+  std::chrono::milliseconds max_retry_delay =
+      std::chrono::seconds(60);  // cap; longer server hints fail at once
+  bool adaptive = false;         // halve the rate on 429, grow it back ×1.1 per 10 successes
+  double min_qps = 1;            // adaptive mode's floor
+  // nullopt: HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the environment; "": no proxy; else its URL.
+  std::optional<std::string> proxy{};
+  ThinkingStyle thinking_style = ThinkingStyle::automatic;
+  std::map<std::string, std::string> headers{};  // extra HTTP headers on every request
+  bool verify_tls = true;
+  std::shared_ptr<Runtime> runtime{};  // the process-wide runtime when null
+
+  // Throws InvalidRequestError naming the offending field.
+  void validate() const;
+};
+
+namespace detail {
+class ClientCore;
+}
+
+class LLMClient {
+ public:
+  explicit LLMClient(ClientConfig config);
+  ~LLMClient();  // close()
+  LLMClient(LLMClient&&) noexcept;
+  LLMClient& operator=(LLMClient&&) noexcept;
+
+  // Blocking call; throws the typed flexllm::Error of the failure after the retries.
+  ChatResult chat_completions(const json& messages, const RequestOptions& options = {});
+  // The same without blocking; the future holds the result or the typed error.
+  std::future<ChatResult> chat_completions_async(const json& messages,
+                                                 const RequestOptions& options = {});
+  // Token stream as a range of events (see ChatStream).
+  ChatStream chat_completions_stream(const json& messages, const RequestOptions& options = {});
+  // Token stream with a callback, run on the calling thread for each event; returns the result.
+  ChatResult chat_completions_stream(const json& messages,
+                                     const std::function<void(const StreamEvent&)>& on_event,
+                                     const RequestOptions& options = {});
+  // Model ids the endpoint offers.
+  std::vector<std::string> model_list();
+
+  Provider provider() const;
+  const ClientConfig& config() const;
+  // The rate cap in force (requests/s): max_qps, or adaptive mode's current rate; infinity when
+  // unlimited.
+  double current_rate() const;
+  // Cancels queued and in-flight requests (they fail with CancelledError) and waits for them.
+  // Idempotent; the destructor calls it.
+  void close();
+
+  detail::ClientCore& core();  // for the batch runner and the pool
+
+ private:
+  std::unique_ptr<detail::ClientCore> core_;
+};
+
+// The OpenAI-compatible client (provider forced to openai).
+class OpenAIClient : public LLMClient {
+ public:
+  explicit OpenAIClient(ClientConfig config);
+};
+
+// The value of an environment variable, or "" when unset.
+std::string env(const char* name);
+
+}  // namespace flexllm

@@ -1,0 +1,50 @@
+#include "flexllm/errors.hpp"
+
+#include <utility>
+
+namespace flexllm {
+
+const char* to_string(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::http: return "http";
+    case ErrorKind::rate_limited: return "rate_limited";
+    case ErrorKind::timeout: return "timeout";
+    case ErrorKind::connection: return "connection";
+    case ErrorKind::parse: return "parse";
+    case ErrorKind::truncated: return "truncated";
+    case ErrorKind::provider: return "provider";
+    case ErrorKind::invalid_request: return "invalid_request";
+    case ErrorKind::budget_exceeded: return "budget_exceeded";
+    case ErrorKind::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+Error::Error(ErrorKind kind, std::string message, std::string endpoint, int status,
+             std::string body, bool retryable)
+    : std::runtime_error(std::move(message)),
+      kind_(kind),
+      endpoint_(std::move(endpoint)),
+      status_(status),
+      body_(std::move(body)),
+      retryable_(retryable) {}
+
+void Error::rethrow() const {
+  // Batch items and futures carry a plain Error; callers catch by subclass, so the dynamic type
+  // is rebuilt from kind() here, in one place.
+  switch (kind_) {
+    case ErrorKind::http: throw HttpError(*this);
+    case ErrorKind::rate_limited: throw RateLimitedError(*this);
+    case ErrorKind::timeout: throw TimeoutError(*this);
+    case ErrorKind::connection: throw ConnectionError(*this);
+    case ErrorKind::parse: throw ParseError(*this);
+    case ErrorKind::truncated: throw TruncatedError(*this);
+    case ErrorKind::provider: throw ProviderError(*this);
+    case ErrorKind::invalid_request: throw InvalidRequestError(*this);
+    case ErrorKind::budget_exceeded: throw BudgetExceededError(*this);
+    case ErrorKind::cancelled: throw CancelledError(*this);
+  }
+  throw *this;  // an out-of-range kind: still an Error
+}
+
+}  // namespace flexllm

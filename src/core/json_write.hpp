@@ -1,0 +1,58 @@
+// Writing JSON text by hand on hot paths (request bodies, the mock server's replies): appends
+// to a std::string, no DOM.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace flexllm::detail {
+
+// Appends `s` as a JSON string literal (quotes included). `s` must be UTF-8; control characters
+// are escaped, everything else is copied through.
+inline void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  size_t run = 0;  // start of the pending run of characters that need no escaping
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      default:
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out.push_back('"');
+}
+
+// A JSON string, or null when `s` is empty.
+inline void append_json_string_or_null(std::string& out, std::string_view s) {
+  if (s.empty()) {
+    out.append("null");
+  } else {
+    append_json_string(out, s);
+  }
+}
+
+inline void append_uint(std::string& out, uint64_t v) {
+  char buf[24];
+  char* end = buf + sizeof buf;
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  out.append(p, static_cast<size_t>(end - p));
+}
+
+}  // namespace flexllm::detail

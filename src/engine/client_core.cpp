@@ -1,0 +1,485 @@
+#include "engine/client_core.hpp"
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace flexllm::detail {
+namespace {
+
+constexpr size_t kMaxReplyBytes = 64 * 1024 * 1024;
+
+bool iequals_prefix(std::string_view line, std::string_view lower_name) {
+  if (line.size() <= lower_name.size() || line[lower_name.size()] != ':') return false;
+  for (size_t i = 0; i < lower_name.size(); ++i) {
+    char c = line[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower_name[i]) return false;
+  }
+  return true;
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
+}
+
+std::optional<double> effective_max_qps(const ClientConfig& c, Provider provider) {
+  if (c.max_qps) return c.max_qps;
+  if (provider == Provider::gemini || provider == Provider::claude) return 60.0;
+  return std::nullopt;
+}
+
+Provider resolve_provider(const ClientConfig& c) {
+  return c.provider == Provider::automatic ? detect_provider(c.base_url) : c.provider;
+}
+
+}  // namespace
+
+Job::Job(Mode m, std::string u, std::string b) : mode(m), url(std::move(u)), body(std::move(b)) {}
+
+bool Job::on_data(std::string_view bytes) {
+  got_data_ = true;
+  if (status_ == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status_);
+  if (mode == Mode::stream && status_ >= 200 && status_ < 300) {
+    last_data_ = Clock::now();
+    thread_local std::vector<StreamEvent> events;
+    events.clear();
+    if (auto error = decoder_->feed(bytes, events)) {
+      abort_error_ = std::move(error);
+      return false;
+    }
+    if (events.empty()) return true;
+    events_delivered_ = true;
+    if (!deliver(events)) {
+      abort_error_ = Error(ErrorKind::cancelled, "stream abandoned by its consumer",
+                           core_->endpoint().base_url);
+      return false;
+    }
+    return true;
+  }
+  if (response_.size() + bytes.size() > kMaxReplyBytes) {
+    abort_error_ = Error(ErrorKind::parse, "reply larger than 64 MiB", core_->endpoint().base_url);
+    return false;
+  }
+  response_.append(bytes);
+  return true;
+}
+
+void Job::on_header(std::string_view line) {
+  if (line.starts_with("HTTP/")) {  // a new response (after 100 Continue or a redirect)
+    hint_headers_.clear();
+    return;
+  }
+  for (std::string_view name : {"retry-after", "retry-after-ms", "x-ratelimit-reset-requests",
+                                "x-ratelimit-reset-tokens"}) {
+    if (iequals_prefix(line, name)) {
+      std::string_view value = line.substr(name.size() + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+        value.remove_prefix(1);
+      hint_headers_.emplace_back(std::string(name), std::string(value));
+      return;
+    }
+  }
+}
+
+void Job::on_complete(CURLcode code) {
+  core_->complete_attempt(this, code);
+}
+
+ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
+    : config_(std::move(config)),
+      runtime_(runtime ? std::move(runtime) : Runtime::shared()),
+      rate_(effective_max_qps(config_, resolve_provider(config_)), config_.adaptive,
+            config_.min_qps),
+      rate_snapshot_(rate_.rate()),
+      jitter_(std::random_device{}() * 0x9E3779B97F4A7C15ull + 1) {
+  endpoint_.base_url = config_.base_url;
+  while (!endpoint_.base_url.empty() && endpoint_.base_url.back() == '/')
+    endpoint_.base_url.pop_back();
+  https_ = endpoint_.base_url.starts_with("https://");
+  endpoint_.api_key = config_.api_key;
+  endpoint_.model = config_.model;
+  endpoint_.provider = resolve_provider(config_);
+  endpoint_.thinking_style = config_.thinking_style == ThinkingStyle::automatic
+                                 ? detect_thinking_style(endpoint_.base_url)
+                                 : config_.thinking_style;
+  adapter_ = &provider_adapter(endpoint_.provider);
+  for (const std::string& h : adapter_->headers(endpoint_))
+    headers_ = curl_slist_append(headers_, h.c_str());
+  for (const auto& [name, value] : config_.headers)
+    headers_ = curl_slist_append(headers_, (name + ": " + value).c_str());
+  headers_ = curl_slist_append(headers_, "Expect:");  // never wait for 100-continue
+  // Raw Loop pointers in these tasks: a task that held the Runtime could drop its last reference
+  // on the loop thread, which cannot join itself.
+  long connections = config_.concurrency_limit;
+  loop().post([loop = &loop(), connections] { loop->reserve_connections(connections); });
+}
+
+ClientCore::~ClientCore() {
+  close();
+  long connections = config_.concurrency_limit;
+  loop().post([loop = &loop(), connections] { loop->reserve_connections(-connections); });
+  curl_slist_free_all(headers_);
+}
+
+std::pair<std::string, std::string> ClientCore::chat_request(const json& messages,
+                                                             const RequestOptions& options,
+                                                             bool stream) const {
+  validate_messages(messages);
+  const std::string& model = options.model ? *options.model : endpoint_.model;
+  if (model.empty())
+    throw InvalidRequestError(Error(ErrorKind::invalid_request,
+                                    "no model: set ClientConfig::model or RequestOptions::model",
+                                    endpoint_.base_url));
+  return {adapter_->chat_url(endpoint_, model, stream),
+          adapter_->build_chat_body(endpoint_, model, messages, options, stream)};
+}
+
+void ClientCore::submit(std::unique_ptr<Job> job) {
+  hold();
+  job->core_ = this;
+  if (job->id == 0) job->id = new_id();
+  job->submitted_ = Clock::now();
+  Job* raw = job.release();
+  loop().post([this, raw] { admit(raw); });
+}
+
+void ClientCore::admit(Job* job) {
+  if (closed()) {
+    return finish(job, std::nullopt,
+                  Error(ErrorKind::cancelled, "client closed", endpoint_.base_url));
+  }
+  live_.insert(job);
+  job->state_ = Job::State::queued;
+  queue_.push_back(job);
+  pump();
+}
+
+void ClientCore::pump() {
+  if (closed()) return;  // close() is cancelling what is left
+  while (!queue_.empty() && in_flight_ < config_.concurrency_limit) {
+    const auto now = Clock::now();
+    const auto at = rate_.next_start(now);
+    if (at > now) {
+      if (pump_timer_ == 0 || at < pump_at_) {
+        if (pump_timer_) loop().cancel_timer(pump_timer_);
+        pump_at_ = at;
+        pump_timer_ = loop().add_timer(at, [this] {
+          pump_timer_ = 0;
+          pump();
+        });
+      }
+      return;
+    }
+    Job* job = queue_.front();
+    queue_.pop_front();
+    rate_.on_start(now);
+    ++in_flight_;
+    start_attempt(job);
+  }
+}
+
+void ClientCore::start_attempt(Job* job) {
+  job->state_ = Job::State::running;
+  ++job->attempts_;
+  job->attempt_start_ = Clock::now();
+  job->status_ = 0;
+  job->got_data_ = false;
+  job->response_.clear();
+  job->hint_headers_.clear();
+  job->abort_error_.reset();
+  job->curl_error_[0] = '\0';
+  if (job->mode == Job::Mode::stream) job->decoder_ = adapter_->make_stream_decoder(endpoint_);
+
+  CURL* e = loop().acquire_easy();
+  job->easy = e;
+  curl_easy_setopt(e, CURLOPT_URL, job->url.c_str());
+  if (job->mode == Job::Mode::raw) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(job->body.size()));
+  }
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  // Over TLS, ALPN settles HTTP/2 at the handshake: waiting for it lets requests share one
+  // multiplexed connection. Over cleartext the answer would only come with the first reply, so
+  // every request would queue behind it (a slow or hung first reply stalls them all): no wait.
+  if (https_) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, job->curl_error_);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(config_.connect_timeout.count()));
+  if (job->mode != Job::Mode::stream) {
+    auto timeout = job->timeout.value_or(config_.timeout);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  }
+  if (!config_.verify_tls) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (config_.proxy) curl_easy_setopt(e, CURLOPT_PROXY, config_.proxy->c_str());
+  if (job->mode == Job::Mode::stream) watch_stream(job);
+  loop().start(job);
+}
+
+// Streams have no total timeout: the first byte must come within `timeout`, and after that no
+// silence may last longer than stream_idle_timeout.
+void ClientCore::watch_stream(Job* job) {
+  const auto deadline = job->got_data_
+                            ? job->last_data_ + config_.stream_idle_timeout
+                            : job->attempt_start_ + job->timeout.value_or(config_.timeout);
+  job->timer_ = loop().add_timer(deadline, [this, job] {
+    job->timer_ = 0;
+    if (!job->running) return;
+    const auto now = Clock::now();
+    const bool idle = job->got_data_;
+    const auto limit = idle ? config_.stream_idle_timeout : job->timeout.value_or(config_.timeout);
+    const auto since = idle ? job->last_data_ : job->attempt_start_;
+    if (now - since < limit) return watch_stream(job);
+    job->abort_error_ =
+        Error(ErrorKind::timeout,
+              idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)",
+                                 endpoint_.base_url, seconds_text(limit))
+                   : fmt::format("no reply from {} within {} (timeout)", endpoint_.base_url,
+                                 seconds_text(limit)),
+              endpoint_.base_url, 0, {}, /*retryable=*/true);
+    loop().abort(job, CURLE_OPERATION_TIMEDOUT);
+  });
+}
+
+void ClientCore::complete_attempt(Job* job, CURLcode code) {
+  if (job->timer_) {
+    loop().cancel_timer(job->timer_);
+    job->timer_ = 0;
+  }
+  if (job->status_ == 0) curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status_);
+  loop().release_easy(job->easy);
+  job->easy = nullptr;
+  --in_flight_;
+
+  std::optional<Error> error;
+  std::optional<ChatResult> result;
+  const bool ok_status = job->status_ >= 200 && job->status_ < 300;
+  if (job->abort_error_) {
+    error = std::move(job->abort_error_);
+  } else if (code != CURLE_OK && job->mode == Job::Mode::stream && ok_status && job->got_data_) {
+    // The connection broke inside a stream: the decoder knows whether it had ended (a [DONE]
+    // right before the cut) or was truncated.
+    auto outcome = job->decoder_->finish();
+    if (auto* r = std::get_if<ChatResult>(&outcome)) {
+      result = std::move(*r);
+    } else {
+      error = std::move(std::get<Error>(outcome));
+    }
+  } else if (code != CURLE_OK) {
+    error = transport_error(*job, code);
+  } else if (!ok_status) {
+    error = http_error(*job);
+  } else if (job->mode == Job::Mode::raw) {
+    result.emplace();  // the body itself is the outcome (finish hands it over)
+  } else if (job->mode == Job::Mode::stream) {
+    auto outcome = job->decoder_->finish();
+    if (auto* r = std::get_if<ChatResult>(&outcome)) {
+      result = std::move(*r);
+    } else {
+      error = std::move(std::get<Error>(outcome));
+    }
+  } else {
+    result.emplace();
+    if (auto e = adapter_->parse_chat_response(endpoint_, job->response_, *result)) {
+      error = std::move(e);
+      result.reset();
+    }
+  }
+  if (result) {
+    rate_.on_success();
+    rate_snapshot_.store(rate_.rate(), std::memory_order_relaxed);
+    finish(job, std::move(result), std::nullopt);
+  } else {
+    retry_or_fail(job, std::move(*error));
+  }
+  pump();
+}
+
+void ClientCore::retry_or_fail(Job* job, Error error) {
+  const auto now = Clock::now();
+  const int status = error.status();
+  if (status == 429 || (status == 503 && error.retry_after())) {
+    rate_.on_rate_limited(now, error.retry_after());
+    rate_snapshot_.store(rate_.rate(), std::memory_order_relaxed);
+  }
+  const bool can_retry = error.retryable() && !closed() && job->attempts_ <= config_.retry_times &&
+                         !(job->mode == Job::Mode::stream && job->events_delivered_);
+  if (!can_retry) return finish(job, std::nullopt, std::move(error));
+
+  std::chrono::milliseconds delay;
+  if (auto hint = error.retry_after()) {
+    if (*hint > config_.max_retry_delay) {
+      Error limited(
+          ErrorKind::rate_limited,
+          fmt::format("{} (the server asks to wait {} before retrying, more than "
+                      "max_retry_delay = {})",
+                      error.what(), seconds_text(*hint), seconds_text(config_.max_retry_delay)),
+          endpoint_.base_url, status, error.body(), false);
+      limited.set_retry_after(hint);
+      return finish(job, std::nullopt, std::move(limited));
+    }
+    // The hint plus a little jitter, so clients told the same moment do not return together.
+    auto spread = std::min<int64_t>(hint->count() / 10, 1000) + 1;
+    delay = *hint + std::chrono::milliseconds(static_cast<int64_t>(jitter_.next() % spread));
+  } else {
+    delay = backoff_delay(job->attempts_ - 1, config_.retry_delay, config_.max_retry_delay,
+                          jitter_.next());
+  }
+  job->state_ = Job::State::retry_wait;
+  job->timer_ = loop().add_timer(now + delay, [this, job] {
+    job->timer_ = 0;
+    job->state_ = Job::State::queued;
+    queue_.push_front(job);  // a retry goes before new work
+    pump();
+  });
+}
+
+void ClientCore::finish(Job* job, std::optional<ChatResult> result, std::optional<Error> error) {
+  job->state_ = Job::State::done;
+  live_.erase(job);
+  if (result && job->mode != Job::Mode::raw) {
+    result->latency = Clock::now() - job->submitted_;
+    result->attempts = job->attempts_;
+    result->endpoint = endpoint_.base_url;
+    if (job->return_raw && job->mode == Job::Mode::chat) result->set_raw(std::move(job->response_));
+  }
+  // Outcomes are handed over at the end of the loop's turn, all together: a caller waiting on
+  // many futures then wakes once per turn instead of once per reply.
+  deliveries_.push_back({job, std::move(result), std::move(error)});
+  if (deliveries_.size() == 1) loop().defer([this] { deliver(); });
+}
+
+void ClientCore::deliver() {
+  std::vector<Delivery> batch;
+  batch.swap(deliveries_);
+  for (Delivery& d : batch) {
+    Job* job = d.job;
+    if (d.result && job->mode == Job::Mode::raw) {
+      job->succeed_raw(std::move(job->response_));
+    } else if (d.result) {
+      job->succeed(std::move(*d.result));
+    } else {
+      job->fail(std::move(*d.error));
+    }
+    delete job;
+  }
+  // One release for the whole batch, last: close() may return (and destroy this) right after.
+  release(batch.size());
+}
+
+Error ClientCore::transport_error(const Job& job, CURLcode code) const {
+  std::string detail = job.curl_error_[0] ? job.curl_error_ : curl_easy_strerror(code);
+  ErrorKind kind = ErrorKind::connection;
+  bool retryable = true;
+  std::string what;
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      kind = ErrorKind::timeout;
+      what = fmt::format("no complete reply from {} in time ({})", endpoint_.base_url, detail);
+      break;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      kind = ErrorKind::invalid_request;
+      retryable = false;
+      what = fmt::format("bad base_url {}: {}", endpoint_.base_url, detail);
+      break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+      retryable = false;
+      what = fmt::format("TLS failure talking to {}: {}", endpoint_.base_url, detail);
+      break;
+    case CURLE_GOT_NOTHING:
+      what =
+          fmt::format("{} closed the connection without a reply ({})", endpoint_.base_url, detail);
+      break;
+    default: what = fmt::format("request to {} failed: {}", endpoint_.base_url, detail);
+  }
+  return Error(kind, redact(std::move(what), endpoint_.api_key), endpoint_.base_url, 0, {},
+               retryable);
+}
+
+Error ClientCore::http_error(const Job& job) const {
+  const int status = static_cast<int>(job.status_);
+  std::string message = adapter_->error_message(job.response_);
+  if (message.empty()) message = excerpt(job.response_, 300);
+  std::string what = fmt::format("HTTP {} from {}: {}", status, endpoint_.base_url, message);
+  if (status == 400 && job.thinking_requested)
+    what += fmt::format(
+        " (thinking was sent as thinking_style={}; if the server rejects that field, set "
+        "ClientConfig::thinking_style to the style it understands)",
+        to_string(endpoint_.thinking_style));
+  Error e(status == 429 ? ErrorKind::rate_limited : ErrorKind::http,
+          redact(std::move(what), endpoint_.api_key), endpoint_.base_url, status,
+          redact(excerpt(job.response_, 4096), endpoint_.api_key), retryable_status(status));
+  if (retryable_status(status)) e.set_retry_after(retry_hint(job.hint_headers_));
+  return e;
+}
+
+void ClientCore::hold() {
+  std::lock_guard lock(outstanding_mu_);
+  ++outstanding_;
+}
+
+void ClientCore::release(uint64_t n) {
+  std::lock_guard lock(outstanding_mu_);
+  outstanding_ -= n;
+  if (outstanding_ == 0) outstanding_cv_.notify_all();
+}
+
+void ClientCore::cancel(uint64_t job_id) {
+  hold();
+  loop().post([this, job_id] {
+    auto it = std::find_if(live_.begin(), live_.end(), [&](Job* j) { return j->id == job_id; });
+    if (it != live_.end()) cancel_job(*it, "request cancelled");
+    release();
+  });
+}
+
+void ClientCore::cancel_job(Job* job, const char* why) {
+  Error cancelled(ErrorKind::cancelled, why, endpoint_.base_url);
+  if (job->state_ == Job::State::running) {
+    job->abort_error_ = std::move(cancelled);
+    loop().abort(job, CURLE_ABORTED_BY_CALLBACK);
+    return;
+  }
+  if (job->timer_) loop().cancel_timer(job->timer_);
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+  finish(job, std::nullopt, std::move(cancelled));
+}
+
+void ClientCore::cancel_all() {
+  if (pump_timer_) {
+    loop().cancel_timer(pump_timer_);
+    pump_timer_ = 0;
+  }
+  std::vector<Job*> jobs(live_.begin(), live_.end());
+  queue_.clear();  // first: cancel_job's queue search is then free
+  for (Job* job : jobs) cancel_job(job, "client closed");
+}
+
+void ClientCore::close() {
+  if (loop().in_loop_thread())
+    throw std::logic_error("flexllm: a client cannot be closed from its I/O thread");
+  if (!closed_.exchange(true)) {
+    hold();
+    loop().post([this] {
+      cancel_all();
+      release();
+    });
+  }
+  std::unique_lock lock(outstanding_mu_);
+  outstanding_cv_.wait(lock, [this] { return outstanding_ == 0; });
+}
+
+}  // namespace flexllm::detail

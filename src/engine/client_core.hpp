@@ -1,0 +1,152 @@
+// The engine behind one client endpoint: admission (concurrency slots, rate controller), the
+// request state machine (attempts, retries with backoff, stream timeouts), cancellation. Runs on
+// the loop thread; submit() and close() are the only entry points from other threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "engine/policy.hpp"
+#include "flexllm/client.hpp"
+#include "providers/provider.hpp"
+#include "transport/loop.hpp"
+
+namespace flexllm::detail {
+
+class ClientCore;
+
+// One logical request: its attempts, its reply buffers and where its outcome goes. Subclasses
+// deliver the outcome (a promise, a stream channel, a batch queue).
+class Job : public Transfer {
+ public:
+  enum class Mode { chat, stream, raw };
+  enum class State { submitted, queued, running, retry_wait, done };
+
+  Job(Mode mode, std::string url, std::string body);
+  ~Job() override = default;
+
+  // ---- outcome delivery: called once, on the loop thread ----
+  virtual void succeed(ChatResult&& result) = 0;
+  virtual void succeed_raw(std::string&& /*body*/) {}
+  virtual void fail(Error&& error) = 0;
+  // Stream events as they are decoded. Return false when nobody wants them any more.
+  virtual bool deliver(std::vector<StreamEvent>& /*events*/) { return true; }
+
+  const Mode mode;
+  const std::string url;
+  const std::string body;  // serialised once, handed to curl as is
+  bool return_raw = false;
+  bool thinking_requested = false;  // for the hint on a 400 (SPEC §9)
+  std::optional<std::chrono::milliseconds> timeout{};
+  uint64_t id = 0;
+
+ private:
+  friend class ClientCore;
+  bool on_data(std::string_view bytes) override;
+  void on_header(std::string_view line) override;
+  void on_complete(CURLcode code) override;
+
+  ClientCore* core_ = nullptr;
+  State state_ = State::submitted;
+  Clock::time_point submitted_{};
+  Clock::time_point attempt_start_{};
+  Clock::time_point last_data_{};
+  int attempts_ = 0;
+  long status_ = 0;
+  bool got_data_ = false;
+  bool events_delivered_ = false;
+  std::string response_;
+  std::vector<std::pair<std::string, std::string>> hint_headers_;
+  std::unique_ptr<StreamDecoder> decoder_;
+  std::optional<Error> abort_error_;
+  Loop::TimerId timer_ = 0;
+  char curl_error_[CURL_ERROR_SIZE] = {};
+};
+
+class ClientCore {
+ public:
+  ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime);
+  ~ClientCore();  // close()
+
+  const ClientConfig& config() const { return config_; }
+  const Endpoint& endpoint() const { return endpoint_; }
+  const ProviderAdapter& adapter() const { return *adapter_; }
+  Loop& loop() { return runtime_->loop(); }
+
+  // From any thread: takes ownership and runs the job. After close() the job fails at once with
+  // CancelledError.
+  void submit(std::unique_ptr<Job> job);
+  uint64_t new_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  // From any thread: aborts the job with that id if it is still live (a stream's consumer left).
+  void cancel(uint64_t job_id);
+  // Cancels everything queued, waiting or in flight, and waits until all of it has completed.
+  void close();
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+
+  // Current rate cap in requests/s (infinity when unlimited); any thread.
+  double current_rate() const { return rate_snapshot_.load(std::memory_order_relaxed); }
+
+  // Builds a chat job's URL and body (caller's thread) after validating messages and options.
+  std::pair<std::string, std::string> chat_request(const json& messages,
+                                                   const RequestOptions& options,
+                                                   bool stream) const;
+
+ private:
+  friend class Job;
+
+  void admit(Job* job);
+  void pump();
+  void start_attempt(Job* job);
+  void complete_attempt(Job* job, CURLcode code);
+  void retry_or_fail(Job* job, Error error);
+  void finish(Job* job, std::optional<ChatResult> result, std::optional<Error> error);
+  void deliver();
+  void watch_stream(Job* job);
+  Error transport_error(const Job& job, CURLcode code) const;
+  Error http_error(const Job& job) const;
+  void cancel_job(Job* job, const char* why);
+  void cancel_all();
+  // Work close() waits for: submitted jobs and tasks posted with `this`.
+  void hold();
+  void release(uint64_t n = 1);
+
+  ClientConfig config_;
+  std::shared_ptr<Runtime> runtime_;
+  Endpoint endpoint_;
+  const ProviderAdapter* adapter_;
+  curl_slist* headers_ = nullptr;
+  bool https_ = false;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<uint64_t> next_id_{1};
+  std::mutex outstanding_mu_;
+  std::condition_variable outstanding_cv_;
+  uint64_t outstanding_ = 0;  // submitted and not finished
+
+  // Loop thread only.
+  std::unordered_set<Job*> live_;
+  std::deque<Job*> queue_;
+  int in_flight_ = 0;
+  RateController rate_;
+  std::atomic<double> rate_snapshot_;  // rate_.rate(), readable from any thread
+  Loop::TimerId pump_timer_ = 0;
+  Clock::time_point pump_at_{};
+  Jitter jitter_;
+  struct Delivery {
+    Job* job;
+    std::optional<ChatResult> result;
+    std::optional<Error> error;
+  };
+  std::vector<Delivery> deliveries_;  // finished this turn, handed over by deliver()
+};
+
+}  // namespace flexllm::detail

@@ -1,0 +1,222 @@
+#include "providers/provider.hpp"
+
+#include <array>
+#include <string>
+
+#include "providers/openai.hpp"
+
+namespace flexllm::detail {
+
+namespace {
+
+struct HostPort {
+  std::string host;  // lower case, no brackets
+  int port = -1;     // -1 when the URL has none
+};
+
+// Just enough URL splitting to match hosts: scheme, userinfo, path, query and fragment dropped.
+HostPort host_port(std::string_view url) {
+  if (size_t s = url.find("://"); s != std::string_view::npos) url.remove_prefix(s + 3);
+  if (size_t e = url.find_first_of("/?#"); e != std::string_view::npos) url = url.substr(0, e);
+  if (size_t at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  std::string_view host = url;
+  std::string_view port;
+  if (!url.empty() && url[0] == '[') {  // IPv6 literal
+    size_t rb = url.find(']');
+    host = url.substr(1, rb == std::string_view::npos ? std::string_view::npos : rb - 1);
+    if (rb != std::string_view::npos && rb + 1 < url.size() && url[rb + 1] == ':')
+      port = url.substr(rb + 2);
+  } else if (size_t c = url.rfind(':'); c != std::string_view::npos) {
+    host = url.substr(0, c);
+    port = url.substr(c + 1);
+  }
+  HostPort out;
+  out.host.reserve(host.size());
+  for (char c : host) out.host.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
+  if (!port.empty() && port.size() <= 5) {
+    int v = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return out;
+      v = v * 10 + (c - '0');
+    }
+    out.port = v;
+  }
+  return out;
+}
+
+// The path of a URL ("" when none), without query or fragment.
+std::string_view url_path(std::string_view url) {
+  if (size_t s = url.find("://"); s != std::string_view::npos) url.remove_prefix(s + 3);
+  size_t slash = url.find_first_of("/?#");
+  if (slash == std::string_view::npos || url[slash] != '/') return {};
+  url.remove_prefix(slash);
+  return url.substr(0, url.find_first_of("?#"));
+}
+
+bool contains(const std::string& s, std::string_view needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+[[noreturn]] void invalid(std::string message) {
+  throw InvalidRequestError(Error(ErrorKind::invalid_request, std::move(message)));
+}
+
+constexpr std::array<std::string_view, 6> kRoles = {"system",    "developer", "user",
+                                                    "assistant", "tool",      "function"};
+
+std::string at(size_t i) {
+  return "messages[" + std::to_string(i) + "]";
+}
+
+// Appends `s` with every invalid UTF-8 sequence replaced by U+FFFD, so that error messages can be
+// written to JSON (checkpoint files, logs) whatever bytes a server sent.
+void append_valid_utf8(std::string& out, std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    size_t start = i;
+    while (i < n && p[i] < 0x80) ++i;  // ASCII run
+    out.append(s.data() + start, i - start);
+    if (i == n) break;
+    const unsigned char c = p[i];
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    }
+    bool ok = len > 0 && i + len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
+    for (size_t k = 2; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    if (ok) {
+      out.append(s.data() + i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+}
+
+}  // namespace
+
+Provider detect_provider(std::string_view base_url) {
+  const HostPort u = host_port(base_url);
+  if (contains(u.host, "generativelanguage.googleapis.com") ||
+      contains(u.host, "aiplatform.googleapis.com")) {
+    // Google's OpenAI-compatible endpoints (…/v1beta/openai, Vertex's …/endpoints/openapi)
+    // speak the OpenAI dialect.
+    const std::string_view path = url_path(base_url);
+    if (path.find("/openai") != std::string_view::npos ||
+        path.find("/endpoints/openapi") != std::string_view::npos)
+      return Provider::openai;
+    return Provider::gemini;
+  }
+  if (contains(u.host, "anthropic.com")) return Provider::claude;
+  return Provider::openai;
+}
+
+ThinkingStyle detect_thinking_style(std::string_view base_url) {
+  const HostPort u = host_port(base_url);
+  // Azure OpenAI speaks OpenAI's dialect, reasoning_effort included.
+  if (contains(u.host, "api.openai.com") || contains(u.host, "openai.azure.com") ||
+      u.port == 11434 || contains(u.host, "ollama"))
+    return ThinkingStyle::reasoning_effort;
+  if (contains(u.host, "dashscope") || contains(u.host, "siliconflow"))
+    return ThinkingStyle::enable_thinking;
+  if (contains(u.host, "deepseek") || contains(u.host, "bigmodel") || contains(u.host, "volces"))
+    return ThinkingStyle::thinking_object;
+  return ThinkingStyle::chat_template_kwargs;
+}
+
+const ProviderAdapter& provider_adapter(Provider provider) {
+  switch (provider) {
+    case Provider::openai: return openai_adapter();
+    case Provider::gemini:
+    case Provider::claude:
+      invalid(std::string("provider ") + to_string(provider) +
+              " is not supported yet; use an OpenAI-compatible endpoint (provider openai)");
+    case Provider::automatic: break;
+  }
+  invalid("provider auto must be resolved to a concrete provider before use (detect_provider)");
+}
+
+void validate_messages(const json& messages) {
+  if (!messages.is_array())
+    invalid(std::string("messages must be a JSON array, got ") + messages.type_name());
+  if (messages.empty()) invalid("messages must not be empty");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    if (!m.is_object()) invalid(at(i) + " must be a JSON object, got " + m.type_name());
+    auto role_it = m.find("role");
+    if (role_it == m.end()) invalid(at(i) + ".role is missing");
+    if (!role_it->is_string())
+      invalid(at(i) + ".role must be a string, got " + role_it->type_name());
+    const auto& role = role_it->get_ref<const std::string&>();
+    bool known = false;
+    for (std::string_view r : kRoles) known = known || role == r;
+    if (!known)
+      invalid(at(i) + ".role \"" + role +
+              "\" is not one of system, developer, user, assistant, tool, function");
+
+    auto content_it = m.find("content");
+    const bool assistant_call =
+        role == "assistant" && (m.contains("tool_calls") || m.contains("function_call"));
+    if (content_it == m.end() || content_it->is_null()) {
+      // Only an assistant turn that calls tools may come without content.
+      if (!assistant_call)
+        invalid(at(i) + ".content is " + (content_it == m.end() ? "missing" : "null") +
+                " (only assistant messages with tool_calls may omit it)");
+      continue;
+    }
+    const json& content = *content_it;
+    if (content.is_string()) continue;
+    if (!content.is_array())
+      invalid(at(i) + ".content must be a string, an array of parts or null, got " +
+              content.type_name());
+    for (size_t k = 0; k < content.size(); ++k) {
+      const json& part = content[k];
+      const std::string where = at(i) + ".content[" + std::to_string(k) + "]";
+      if (!part.is_object()) invalid(where + " must be a JSON object, got " + part.type_name());
+      auto type = part.find("type");
+      if (type == part.end()) invalid(where + ".type is missing");
+      if (!type->is_string()) invalid(where + ".type must be a string, got " + type->type_name());
+    }
+  }
+}
+
+std::string excerpt(std::string_view body, size_t limit) {
+  const bool cut = body.size() > limit;
+  if (cut) {
+    size_t k = limit;
+    // Back up to the start of the character the cut falls in (at most 3 continuation bytes).
+    for (int back = 0; k > 0 && back < 3 && (static_cast<unsigned char>(body[k]) & 0xC0) == 0x80;
+         ++back)
+      --k;
+    body = body.substr(0, k);
+  }
+  std::string out;
+  out.reserve(body.size() + 3);
+  append_valid_utf8(out, body);
+  if (cut) out.append("\xE2\x80\xA6");  // …
+  return out;
+}
+
+std::string redact(std::string text, std::string_view api_key) {
+  constexpr std::string_view kMarker = "[redacted]";
+  if (api_key.size() < 8) return text;
+  // Resume past the marker, so the text it put in is never matched.
+  for (size_t pos = text.find(api_key); pos != std::string::npos;
+       pos = text.find(api_key, pos + kMarker.size()))
+    text.replace(pos, api_key.size(), kMarker);
+  return text;
+}
+
+}  // namespace flexllm::detail

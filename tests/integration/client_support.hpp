@@ -1,0 +1,42 @@
+// Shared helpers for the client's integration tests: a mock server plus a client pointed at it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <flexllm/flexllm.hpp>
+#include <flexllm/mock/server.hpp>
+
+namespace flexllm::test {
+
+using namespace std::chrono_literals;
+using mock::MockConfig;
+using mock::MockServer;
+using mock::MockStats;
+using mock::Outcome;
+
+inline json user(const std::string& text) {
+  return json::array({{{"role", "user"}, {"content", text}}});
+}
+
+// A client for `mock` with fast retries; `tweak` adjusts the config.
+inline ClientConfig config_for(const MockServer& mock, ClientConfig c = {}) {
+  c.base_url = mock.base_url();
+  if (c.api_key.empty()) c.api_key = "sk-test-key";
+  if (c.model.empty()) c.model = "mock-model";
+  c.proxy = "";  // loopback never goes through a proxy from the environment
+  return c;
+}
+
+// Runs `fn` and returns the flexllm::Error it throws (fails the test when it throws none).
+template <class F>
+Error error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no flexllm::Error was thrown";
+  return Error(ErrorKind::http, "none");
+}
+
+}  // namespace flexllm::test
