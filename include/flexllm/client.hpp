@@ -31,6 +31,12 @@ enum class ThinkingStyle {
 
 const char* to_string(ThinkingStyle style) noexcept;
 
+// Which HTTP implementation carries a client's requests. `automatic`: the native HTTP/1.1
+// transport for http:// endpoints reached without a proxy (self-hosted servers: the fastest
+// path), libcurl for everything else (TLS, HTTP/2 multiplexing, proxies). `native` requires an
+// http:// base_url.
+enum class Transport { automatic, curl, native };
+
 struct ClientConfig {
   std::string base_url{};  // e.g. "https://api.openai.com/v1"
   std::string api_key{};
@@ -55,6 +61,7 @@ struct ClientConfig {
   ThinkingStyle thinking_style = ThinkingStyle::automatic;
   std::map<std::string, std::string> headers{};  // extra HTTP headers on every request
   bool verify_tls = true;
+  Transport transport = Transport::automatic;
   std::shared_ptr<Runtime> runtime{};  // the process-wide runtime when null
 
   // Throws InvalidRequestError naming the offending field.

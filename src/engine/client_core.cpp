@@ -1,10 +1,14 @@
 #include "engine/client_core.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include "flexllm/version.hpp"
+#include "transport/native.hpp"
 
 namespace flexllm::detail {
 namespace {
@@ -25,6 +29,20 @@ std::string seconds_text(std::chrono::milliseconds ms) {
   return fmt::format("{:g} s", static_cast<double>(ms.count()) / 1000.0);
 }
 
+constexpr const char* kUserAgent = "flexllm/" FLEXLLM_VERSION_STRING;
+
+// The native transport carries cleartext HTTP/1.1 without a proxy; curl does the rest.
+bool use_native(const ClientConfig& c, std::string_view base_url) {
+  if (c.transport != Transport::automatic) return c.transport == Transport::native;
+  if (!base_url.starts_with("http://")) return false;
+  if (c.proxy) return c.proxy->empty();
+  for (const char* var : {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return false;  // curl applies the proxy (and NO_PROXY)
+  }
+  return true;
+}
+
 std::optional<double> effective_max_qps(const ClientConfig& c, Provider provider) {
   if (c.max_qps) return c.max_qps;
   if (provider == Provider::gemini || provider == Provider::claude) return 60.0;
@@ -41,8 +59,7 @@ Job::Job(Mode m, std::string u, std::string b) : mode(m), url(std::move(u)), bod
 
 bool Job::on_data(std::string_view bytes) {
   got_data_ = true;
-  if (status_ == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status_);
-  if (mode == Mode::stream && status_ >= 200 && status_ < 300) {
+  if (mode == Mode::stream && status >= 200 && status < 300) {
     last_data_ = Clock::now();
     thread_local std::vector<StreamEvent> events;
     events.clear();
@@ -106,11 +123,24 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
                                  ? detect_thinking_style(endpoint_.base_url)
                                  : config_.thinking_style;
   adapter_ = &provider_adapter(endpoint_.provider);
+  curl_slist* headers = nullptr;
   for (const std::string& h : adapter_->headers(endpoint_))
-    headers_ = curl_slist_append(headers_, h.c_str());
+    headers = curl_slist_append(headers, h.c_str());
   for (const auto& [name, value] : config_.headers)
-    headers_ = curl_slist_append(headers_, (name + ": " + value).c_str());
-  headers_ = curl_slist_append(headers_, "Expect:");  // never wait for 100-continue
+    headers = curl_slist_append(headers, (name + ": " + value).c_str());
+  headers = curl_slist_append(headers, "Expect:");  // never wait for 100-continue
+  headers_.reset(headers);
+  if (use_native(config_, endpoint_.base_url)) {
+    native_ = resolve_http1_target(endpoint_.base_url);
+    if (!native_ && config_.transport == Transport::native)
+      throw InvalidRequestError(Error(ErrorKind::invalid_request,
+                                      "ClientConfig.transport: native needs an http:// base_url "
+                                      "whose host resolves (got " +
+                                          endpoint_.base_url + ")"));
+    if (native_)
+      native_chat_head_ =
+          native_head("POST", adapter_->chat_url(endpoint_, endpoint_.model, false));
+  }
   // Raw Loop pointers in these tasks: a task that held the Runtime could drop its last reference
   // on the loop thread, which cannot join itself.
   long connections = config_.concurrency_limit;
@@ -121,7 +151,6 @@ ClientCore::~ClientCore() {
   close();
   long connections = config_.concurrency_limit;
   loop().post([loop = &loop(), connections] { loop->reserve_connections(-connections); });
-  curl_slist_free_all(headers_);
 }
 
 std::pair<std::string, std::string> ClientCore::chat_request(const json& messages,
@@ -185,13 +214,15 @@ void ClientCore::start_attempt(Job* job) {
   job->state_ = Job::State::running;
   ++job->attempts_;
   job->attempt_start_ = Clock::now();
-  job->status_ = 0;
+  job->status = 0;
+  job->error_buffer = job->curl_error_;
   job->got_data_ = false;
   job->response_.clear();
   job->hint_headers_.clear();
   job->abort_error_.reset();
   job->curl_error_[0] = '\0';
   if (job->mode == Job::Mode::stream) job->decoder_ = adapter_->make_stream_decoder(endpoint_);
+  if (native_) return start_native(job);
 
   CURL* e = loop().acquire_easy();
   job->easy = e;
@@ -202,7 +233,7 @@ void ClientCore::start_attempt(Job* job) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, job->body.data());
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(job->body.size()));
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers_.get());
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   // Over TLS, ALPN settles HTTP/2 at the handshake: waiting for it lets requests share one
@@ -221,31 +252,60 @@ void ClientCore::start_attempt(Job* job) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (config_.proxy) curl_easy_setopt(e, CURLOPT_PROXY, config_.proxy->c_str());
-  if (job->mode == Job::Mode::stream) watch_stream(job);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, kUserAgent);
+  if (job->mode == Job::Mode::stream) watch_attempt(job);
   loop().start(job);
 }
 
+void ClientCore::start_native(Job* job) {
+  NativeRequest request;
+  request.target = &*native_;
+  if (job->mode == Job::Mode::raw) {
+    job->native_head_ = native_head("GET", job->url);
+    request.head = job->native_head_;
+    request.has_body = false;
+  } else {
+    request.head = native_chat_head_;
+    request.body = job->body;
+  }
+  request.connect_timeout = config_.connect_timeout;
+  watch_attempt(job);  // the native transport has no total timeout of its own
+  loop().start_native(job, request);
+}
+
+std::string ClientCore::native_head(std::string_view method, std::string_view url) const {
+  std::string head;
+  head.append(method).append(" ").append(url_request_target(url)).append(" HTTP/1.1\r\nHost: ");
+  head.append(native_->key).append("\r\nUser-Agent: ").append(kUserAgent).append("\r\n");
+  for (const std::string& h : adapter_->headers(endpoint_)) head.append(h).append("\r\n");
+  for (const auto& [name, value] : config_.headers)
+    head.append(name).append(": ").append(value).append("\r\n");
+  return head;
+}
+
 // Streams have no total timeout: the first byte must come within `timeout`, and after that no
-// silence may last longer than stream_idle_timeout.
-void ClientCore::watch_stream(Job* job) {
-  const auto deadline = job->got_data_
-                            ? job->last_data_ + config_.stream_idle_timeout
-                            : job->attempt_start_ + job->timeout.value_or(config_.timeout);
-  job->timer_ = loop().add_timer(deadline, [this, job] {
+// silence may last longer than stream_idle_timeout. Native non-stream transfers get their
+// per-attempt timeout here too (curl enforces it itself for the others).
+void ClientCore::watch_attempt(Job* job) {
+  const bool stream = job->mode == Job::Mode::stream;
+  const auto timeout = job->timeout.value_or(config_.timeout);
+  const bool idle = stream && job->got_data_;
+  const auto deadline =
+      idle ? job->last_data_ + config_.stream_idle_timeout : job->attempt_start_ + timeout;
+  job->timer_ = loop().add_timer(deadline, [this, job, stream, timeout] {
     job->timer_ = 0;
     if (!job->running) return;
-    const auto now = Clock::now();
-    const bool idle = job->got_data_;
-    const auto limit = idle ? config_.stream_idle_timeout : job->timeout.value_or(config_.timeout);
+    const bool idle = stream && job->got_data_;
+    const auto limit = idle ? config_.stream_idle_timeout : timeout;
     const auto since = idle ? job->last_data_ : job->attempt_start_;
-    if (now - since < limit) return watch_stream(job);
-    job->abort_error_ =
-        Error(ErrorKind::timeout,
-              idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)",
-                                 endpoint_.base_url, seconds_text(limit))
-                   : fmt::format("no reply from {} within {} (timeout)", endpoint_.base_url,
-                                 seconds_text(limit)),
-              endpoint_.base_url, 0, {}, /*retryable=*/true);
+    if (Clock::now() - since < limit) return watch_attempt(job);
+    std::string what =
+        idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)",
+                           endpoint_.base_url, seconds_text(limit))
+             : fmt::format("no {} from {} within {} (timeout)", stream ? "reply" : "complete reply",
+                           endpoint_.base_url, seconds_text(limit));
+    job->abort_error_ = Error(ErrorKind::timeout, std::move(what), endpoint_.base_url, 0, {},
+                              /*retryable=*/true);
     loop().abort(job, CURLE_OPERATION_TIMEDOUT);
   });
 }
@@ -255,14 +315,15 @@ void ClientCore::complete_attempt(Job* job, CURLcode code) {
     loop().cancel_timer(job->timer_);
     job->timer_ = 0;
   }
-  if (job->status_ == 0) curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status_);
-  loop().release_easy(job->easy);
-  job->easy = nullptr;
+  if (job->easy) {
+    loop().release_easy(job->easy);
+    job->easy = nullptr;
+  }
   --in_flight_;
 
   std::optional<Error> error;
   std::optional<ChatResult> result;
-  const bool ok_status = job->status_ >= 200 && job->status_ < 300;
+  const bool ok_status = job->status >= 200 && job->status < 300;
   if (job->abort_error_) {
     error = std::move(job->abort_error_);
   } else if (code != CURLE_OK && job->mode == Job::Mode::stream && ok_status && job->got_data_) {
@@ -410,7 +471,7 @@ Error ClientCore::transport_error(const Job& job, CURLcode code) const {
 }
 
 Error ClientCore::http_error(const Job& job) const {
-  const int status = static_cast<int>(job.status_);
+  const int status = static_cast<int>(job.status);
   std::string message = adapter_->error_message(job.response_);
   if (message.empty()) message = excerpt(job.response_, 300);
   std::string what = fmt::format("HTTP {} from {}: {}", status, endpoint_.base_url, message);

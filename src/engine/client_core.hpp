@@ -61,12 +61,12 @@ class Job : public Transfer {
   Clock::time_point attempt_start_{};
   Clock::time_point last_data_{};
   int attempts_ = 0;
-  long status_ = 0;
   bool got_data_ = false;
   bool events_delivered_ = false;
   std::string response_;
   std::vector<std::pair<std::string, std::string>> hint_headers_;
   std::unique_ptr<StreamDecoder> decoder_;
+  std::string native_head_;  // request line + headers of a native non-chat request (model list)
   std::optional<Error> abort_error_;
   Loop::TimerId timer_ = 0;
   char curl_error_[CURL_ERROR_SIZE] = {};
@@ -95,6 +95,7 @@ class ClientCore {
   // Current rate cap in requests/s (infinity when unlimited); any thread.
   double current_rate() const { return rate_snapshot_.load(std::memory_order_relaxed); }
 
+  bool native() const { return native_.has_value(); }
   // Builds a chat job's URL and body (caller's thread) after validating messages and options.
   std::pair<std::string, std::string> chat_request(const json& messages,
                                                    const RequestOptions& options,
@@ -110,7 +111,9 @@ class ClientCore {
   void retry_or_fail(Job* job, Error error);
   void finish(Job* job, std::optional<ChatResult> result, std::optional<Error> error);
   void deliver();
-  void watch_stream(Job* job);
+  void watch_attempt(Job* job);
+  void start_native(Job* job);
+  std::string native_head(std::string_view method, std::string_view url) const;
   Error transport_error(const Job& job, CURLcode code) const;
   Error http_error(const Job& job) const;
   void cancel_job(Job* job, const char* why);
@@ -123,8 +126,13 @@ class ClientCore {
   std::shared_ptr<Runtime> runtime_;
   Endpoint endpoint_;
   const ProviderAdapter* adapter_;
-  curl_slist* headers_ = nullptr;
+  struct SlistFree {
+    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  };
+  std::unique_ptr<curl_slist, SlistFree> headers_;  // curl's request headers, built once
   bool https_ = false;
+  std::optional<Http1Target> native_;  // set when requests go over the native transport
+  std::string native_chat_head_;       // its request line and headers for chat requests
 
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> next_id_{1};

@@ -1,5 +1,7 @@
 #include "transport/loop.hpp"
 
+#include "transport/native.hpp"
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <stdexcept>
 #include <system_error>
 
@@ -32,9 +35,10 @@ Loop::Loop() {
     if (wake_fd_ >= 0) close(wake_fd_);
     throw std::system_error(err, std::generic_category(), "flexllm: cannot create the I/O loop");
   }
+  wake_.loop = this;
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
+  ev.data.ptr = static_cast<IoHandler*>(&wake_);
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Loop::socket_cb);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
@@ -51,6 +55,9 @@ Loop::~Loop() {
   if (write(wake_fd_, &one, sizeof one) < 0) { /* the loop polls at least every second */
   }
   thread_.join();
+  idle_.clear();
+  connections_.clear();  // closes the native connections
+  retired_.clear();
   for (CURL* e : free_easy_) curl_easy_cleanup(e);
   curl_multi_cleanup(multi_);
   close(epoll_fd_);
@@ -97,8 +104,38 @@ void Loop::start(Transfer* t) {
   }
 }
 
+void Loop::start_native(Transfer* t, const NativeRequest& request) {
+  std::string error;
+  Http1Connection* c = Http1Connection::acquire(*this, *request.target, request.connect_timeout,
+                                                /*fresh=*/false, error);
+  t->running = true;
+  if (!c) {
+    if (t->error_buffer) std::snprintf(t->error_buffer, CURL_ERROR_SIZE, "%s", error.c_str());
+    t->running = false;
+    return t->on_complete(CURLE_COULDNT_CONNECT);
+  }
+  c->start(t, request);
+}
+
+void Loop::watch(int fd, IoHandler* handler, uint32_t events, bool added) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = handler;
+  epoll_ctl(epoll_fd_, added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Loop::unwatch(int fd) {
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Loop::retire(std::unique_ptr<IoHandler> handler) {
+  handler->dead = true;
+  retired_.push_back(std::move(handler));
+}
+
 void Loop::abort(Transfer* t, CURLcode code) {
   if (!t->running) return;
+  if (t->native) return t->native->abort(code);
   curl_multi_remove_handle(multi_, t->easy);
   t->running = false;
   t->on_complete(code);
@@ -130,21 +167,11 @@ void Loop::run() {
     flush_sockets();
     int n = epoll_wait(epoll_fd_, events, 256, poll_timeout_ms());
     for (int i = 0; i < n; ++i) {
-      int fd = events[i].data.fd;
-      if (fd == wake_fd_) {
-        uint64_t v;
-        if (read(wake_fd_, &v, sizeof v) < 0) { /* already drained */
-        }
-        continue;
-      }
-      int mask = 0;
-      if (events[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
-      if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
-      if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
-      int running = 0;
-      curl_multi_socket_action(multi_, fd, mask, &running);
+      auto* handler = static_cast<IoHandler*>(events[i].data.ptr);
+      if (!handler->dead) handler->on_io(events[i].events);
     }
     check_multi();
+    retired_.clear();  // nothing in this batch refers to them any more
   }
 }
 
@@ -200,6 +227,7 @@ void Loop::check_multi() {
     curl_multi_remove_handle(multi_, easy);
     if (!t) continue;
     t->running = false;
+    if (t->status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->status);
     t->on_complete(code);
   }
 }
@@ -220,9 +248,30 @@ int Loop::poll_timeout_ms() const {
   return static_cast<int>((us + 999) / 1000);  // round up: never wake before the deadline
 }
 
+void Loop::Wake::on_io(uint32_t) {
+  uint64_t v;
+  if (read(loop->wake_fd_, &v, sizeof v) < 0) { /* already drained */
+  }
+}
+
+void Loop::Socket::on_io(uint32_t events) {
+  int mask = 0;
+  if (events & EPOLLIN) mask |= CURL_CSELECT_IN;
+  if (events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+  if (events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
+  int running = 0;
+  curl_multi_socket_action(loop->multi_, fd, mask, &running);
+}
+
 int Loop::socket_cb(CURL*, curl_socket_t s, int what, void* userp, void*) {
   auto* self = static_cast<Loop*>(userp);
-  Socket& sock = self->sockets_[s];
+  std::unique_ptr<Socket>& slot = self->sockets_[s];
+  if (!slot) {
+    slot = std::make_unique<Socket>();
+    slot->loop = self;
+    slot->fd = s;
+  }
+  Socket& sock = *slot;
   sock.want = 0;
   if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) sock.want |= EPOLLIN;
   if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) sock.want |= EPOLLOUT;
@@ -236,13 +285,13 @@ int Loop::socket_cb(CURL*, curl_socket_t s, int what, void* userp, void*) {
 void Loop::flush_sockets() {
   for (curl_socket_t s : dirty_) {
     auto it = sockets_.find(s);
-    if (it == sockets_.end() || !it->second.dirty) continue;  // closed meanwhile, or done
-    Socket& sock = it->second;
+    if (it == sockets_.end() || !it->second->dirty) continue;  // closed meanwhile, or done
+    Socket& sock = *it->second;
     sock.dirty = false;
     if (sock.want == sock.have) continue;
     epoll_event ev{};
     ev.events = sock.want;
-    ev.data.fd = s;
+    ev.data.ptr = static_cast<IoHandler*>(&sock);
     if (sock.want == 0) {
       epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s, nullptr);
     } else if (epoll_ctl(epoll_fd_, sock.have ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0) {
@@ -257,7 +306,11 @@ void Loop::flush_sockets() {
 // curl closes a connection's socket: forget it, so a new socket that gets the same descriptor
 // number starts unregistered (closing removed it from epoll).
 int Loop::close_socket_cb(void* userp, curl_socket_t s) {
-  static_cast<Loop*>(userp)->sockets_.erase(s);
+  auto* self = static_cast<Loop*>(userp);
+  if (auto it = self->sockets_.find(s); it != self->sockets_.end()) {
+    self->retire(std::move(it->second));  // an event for it may already be in this batch
+    self->sockets_.erase(it);
+  }
   return close(s);
 }
 
@@ -273,7 +326,9 @@ int Loop::timer_cb(CURLM*, long timeout_ms, void* userp) {
 }
 
 size_t Loop::write_cb(char* data, size_t, size_t n, void* userp) {
-  return static_cast<Transfer*>(userp)->on_data(std::string_view(data, n)) ? n : 0;
+  auto* t = static_cast<Transfer*>(userp);
+  if (t->status == 0) curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+  return t->on_data(std::string_view(data, n)) ? n : 0;
 }
 
 size_t Loop::header_cb(char* data, size_t, size_t n, void* userp) {

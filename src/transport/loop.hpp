@@ -1,6 +1,7 @@
-// The event loop behind flexllm::Runtime: one thread, libcurl's multi interface driven through
-// curl_multi_socket_action and epoll, so thousands of transfers cost nothing while idle. Other
-// threads hand work over with post(); everything else here runs on the loop thread only.
+// The event loop behind flexllm::Runtime: one thread and one epoll set driving two transports —
+// libcurl's multi interface (through curl_multi_socket_action) and the native HTTP/1.1 transport
+// for cleartext endpoints (transport/http1.hpp) — so thousands of transfers cost nothing while
+// idle. Other threads hand work over with post(); everything else runs on the loop thread only.
 #pragma once
 
 #include <curl/curl.h>
@@ -9,20 +10,45 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <queue>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "transport/http1.hpp"
+
 namespace flexllm::detail {
 
 using Clock = std::chrono::steady_clock;
 
-// One HTTP transfer on the loop. The owner sets up `easy` (from Loop::acquire_easy) with its
-// options; the loop installs the write/header callbacks that call on_data/on_header and calls
-// on_complete once curl is done with it (or it was aborted).
+// Something with a descriptor in the loop's epoll set. Handlers are destroyed only between two
+// epoll batches (Loop::retire), so an event already read for a closed one is simply dropped.
+class IoHandler {
+ public:
+  virtual ~IoHandler() = default;
+  virtual void on_io(uint32_t events) = 0;
+  bool dead = false;
+};
+
+class Http1Connection;
+
+// What a native transfer sends: the request line and headers (CRLF-terminated, without
+// Content-Length and the blank line, which the transport adds) and the body.
+struct NativeRequest {
+  const Http1Target* target = nullptr;
+  std::string_view head;
+  std::string_view body;
+  bool has_body = true;
+  std::chrono::milliseconds connect_timeout{10000};
+};
+
+// One HTTP transfer on the loop, over libcurl (`easy` set up by the owner with its options) or
+// the native transport (Loop::start_native). Either way the loop calls on_data/on_header as the
+// reply arrives and on_complete once the transfer is over (or aborted).
 class Transfer {
  public:
   virtual ~Transfer() = default;
@@ -30,11 +56,15 @@ class Transfer {
   virtual bool on_data(std::string_view bytes) = 0;
   // One response header line (status lines included), CRLF stripped.
   virtual void on_header(std::string_view line) = 0;
-  // The transfer is over and detached from the multi; `easy` is still valid.
+  // The transfer is over (a native failure is reported with the nearest CURLcode and a sentence
+  // in error_buffer); `easy`, for curl transfers, is still valid.
   virtual void on_complete(CURLcode code) = 0;
 
   CURL* easy = nullptr;
-  bool running = false;  // attached to the multi
+  Http1Connection* native = nullptr;  // the connection a native transfer runs on
+  bool running = false;
+  long status = 0;               // HTTP status, once the reply's headers are in
+  char* error_buffer = nullptr;  // CURL_ERROR_SIZE bytes: why a transfer failed
 };
 
 class Loop {
@@ -54,7 +84,10 @@ class Loop {
   // ---- loop thread only ----
   CURL* acquire_easy();  // a reset easy handle (reused from a free list)
   void release_easy(CURL* easy);
-  void start(Transfer* t);  // installs the callbacks and attaches it
+  void start(Transfer* t);  // installs the callbacks and attaches it to curl's multi
+  // Sends `request` over a pooled keep-alive connection to its target (or a new one). The views
+  // in `request` must stay valid until the transfer completes.
+  void start_native(Transfer* t, const NativeRequest& request);
   // Detaches a running transfer and calls its on_complete(code). Not from inside its callbacks
   // (return false from on_data there instead).
   void abort(Transfer* t, CURLcode code);
@@ -63,10 +96,20 @@ class Loop {
   void defer(Task task);
   TimerId add_timer(Clock::time_point at, Task task);
   void cancel_timer(TimerId id);
-  // Raises the connection cache so `n` more concurrent connections stay reusable.
+  // Raises the connection caches so `n` more concurrent connections stay reusable.
   void reserve_connections(long n);
 
+  // ---- for transports (loop thread) ----
+  void watch(int fd, IoHandler* handler, uint32_t events, bool added);  // epoll add or modify
+  void unwatch(int fd);
+  void retire(std::unique_ptr<IoHandler> handler);     // destroyed after the current epoll batch
+  std::string& read_buffer() { return read_buffer_; }  // shared: reads are handled at once
+  // Idle keep-alive connections per target, most recently used last.
+  std::vector<Http1Connection*>& idle_connections(const std::string& key) { return idle_[key]; }
+  long max_idle_per_target() const { return std::max(max_connections_, 16L); }
+
  private:
+  friend class Http1Connection;  // registers itself in connections_
   struct TimerEntry {
     Clock::time_point at;
     TimerId id;
@@ -101,12 +144,24 @@ class Loop {
   // What curl wants watched per socket, applied to epoll just before waiting: a connection that
   // finishes one request and starts the next in the same turn (keep-alive reuse) then costs no
   // epoll_ctl at all, instead of a remove and an add.
-  struct Socket {
+  struct Socket final : IoHandler {
+    Loop* loop = nullptr;
+    curl_socket_t fd = -1;
     uint32_t want = 0;  // EPOLLIN/EPOLLOUT curl asked for (0 = none)
     uint32_t have = 0;  // what epoll has now (0 = not registered)
     bool dirty = false;
+    void on_io(uint32_t events) override;
   };
-  std::unordered_map<curl_socket_t, Socket> sockets_;
+  struct Wake final : IoHandler {
+    Loop* loop = nullptr;
+    void on_io(uint32_t events) override;
+  };
+  std::unordered_map<curl_socket_t, std::unique_ptr<Socket>> sockets_;
+  Wake wake_;
+  std::vector<std::unique_ptr<IoHandler>> retired_;
+  std::unordered_map<std::string, std::vector<Http1Connection*>> idle_;
+  std::unordered_map<Http1Connection*, std::unique_ptr<Http1Connection>> connections_;
+  std::string read_buffer_;
   std::vector<curl_socket_t> dirty_;
   std::vector<CURL*> free_easy_;
   std::vector<Task> deferred_;

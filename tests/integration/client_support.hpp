@@ -24,6 +24,9 @@ inline ClientConfig config_for(const MockServer& mock, ClientConfig c = {}) {
   if (c.api_key.empty()) c.api_key = "sk-test-key";
   if (c.model.empty()) c.model = "mock-model";
   c.proxy = "";  // loopback never goes through a proxy from the environment
+  // CTest runs these tests once per transport (tests/integration/CMakeLists.txt).
+  if (c.transport == Transport::automatic && env("FLEXLLM_TEST_TRANSPORT") == "curl")
+    c.transport = Transport::curl;
   return c;
 }
 

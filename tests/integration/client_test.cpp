@@ -299,5 +299,30 @@ TEST(Client, ClientsShareTheProcessRuntimeOrTheirOwn) {
   EXPECT_EQ(b.chat_completions(user("shared")).content, "shared");
 }
 
+TEST(ClientTransport, ServerRestartBetweenRequestsIsInvisible) {
+  auto first = std::make_unique<MockServer>(MockConfig{.echo = true});
+  const uint16_t port = first->port();
+  LLMClient client(config_for(*first));
+  EXPECT_EQ(client.chat_completions(user("one")).content, "one");
+  first.reset();  // closes the kept-alive connection under the client
+  MockServer second({.port = port, .echo = true});
+  ChatResult r = client.chat_completions(user("two"));
+  EXPECT_EQ(r.content, "two");
+  EXPECT_EQ(r.attempts, 1) << "a stale pooled connection is not a failed attempt";
+  EXPECT_EQ(second.stats(false).requests, 1u);
+}
+
+TEST(ClientTransport, NativeTransportNeedsCleartextHttp) {
+  EXPECT_THROW(
+      LLMClient(
+          {.base_url = "https://example.invalid/v1", .model = "m", .transport = Transport::native}),
+      InvalidRequestError);
+  MockServer mock({.echo = true});
+  LLMClient curl(config_for(mock, {.transport = Transport::curl}));
+  LLMClient native(config_for(mock, {.transport = Transport::native}));
+  EXPECT_EQ(curl.chat_completions(user("c")).content, "c");
+  EXPECT_EQ(native.chat_completions(user("n")).content, "n");
+}
+
 }  // namespace
 }  // namespace flexllm::test

@@ -1,0 +1,235 @@
+#include "transport/http1.hpp"
+
+#include <netdb.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace flexllm::detail {
+namespace {
+
+constexpr size_t kMaxLine = 64 * 1024;
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool has_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string_view authority_of(std::string_view url) {
+  size_t s = url.find("://");
+  if (s != std::string_view::npos) url.remove_prefix(s + 3);
+  return url.substr(0, url.find_first_of("/?#"));
+}
+
+}  // namespace
+
+void ResponseParser::reset() {
+  *this = ResponseParser();
+}
+
+ResponseParser::Result ResponseParser::fail(std::string why) {
+  error_ = std::move(why);
+  return Result::error;
+}
+
+// The next CRLF- (or LF-) terminated line, from `data` directly when it holds it whole.
+bool ResponseParser::take_line(std::string_view& data, std::string_view& line) {
+  if (line_spent_) {  // the previous line came from line_ and has been handled
+    line_.clear();
+    line_spent_ = false;
+  }
+  size_t nl = data.find('\n');
+  if (nl == std::string_view::npos) {
+    if (line_.size() + data.size() > kMaxLine) {
+      error_ = "response line longer than 64 KiB";
+      return false;
+    }
+    line_.append(data);
+    data = {};
+    return false;
+  }
+  if (line_.empty()) {
+    line = data.substr(0, nl);
+  } else {
+    line_.append(data.substr(0, nl));
+    line = line_;
+    line_spent_ = true;
+  }
+  data.remove_prefix(nl + 1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return true;
+}
+
+ResponseParser::Result ResponseParser::end_of_headers() {
+  if (status_ >= 100 && status_ < 200 && status_ != 101) {  // interim (100 Continue): skip it
+    state_ = State::status_line;
+    chunked_ = has_length_ = false;
+    return Result::need_more;
+  }
+  if (http10_ && keep_alive_ && !has_length_ && !chunked_) keep_alive_ = false;
+  if (status_ == 204 || status_ == 304) {
+    state_ = State::done;
+  } else if (chunked_) {
+    state_ = State::chunk_size;
+  } else if (has_length_) {
+    state_ = remaining_ == 0 ? State::done : State::body_length;
+  } else {
+    state_ = State::body_until_close;
+    keep_alive_ = false;
+  }
+  return Result::need_more;
+}
+
+ResponseParser::Result ResponseParser::feed(std::string_view& data, Sink& sink) {
+  if (!data.empty()) started_ = true;
+  while (state_ != State::done) {
+    std::string_view line;
+    switch (state_) {
+      case State::status_line:
+      case State::headers:
+      case State::chunk_size:
+      case State::chunk_crlf:
+      case State::trailers: {
+        if (!take_line(data, line)) return error_.empty() ? Result::need_more : Result::error;
+        if (state_ == State::status_line) {
+          // "HTTP/1.1 200 OK"
+          if (line.size() < 12 || !line.starts_with("HTTP/1.") || line[8] != ' ')
+            return fail("malformed status line");
+          http10_ = line[7] == '0';
+          keep_alive_ = !http10_;
+          auto [p, ec] = std::from_chars(line.data() + 9, line.data() + 12, status_);
+          if (ec != std::errc() || p != line.data() + 12) return fail("malformed status code");
+          state_ = State::headers;
+        } else if (state_ == State::headers) {
+          if (line.empty()) {
+            if (Result r = end_of_headers(); r != Result::need_more) return r;
+            if (state_ != State::status_line) sink.on_status(status_);
+          } else {
+            size_t colon = line.find(':');
+            if (colon == std::string_view::npos || colon == 0) return fail("malformed header line");
+            std::string_view name = line.substr(0, colon);
+            std::string_view value = line.substr(colon + 1);
+            while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+              value.remove_prefix(1);
+            if (iequals(name, "content-length")) {
+              auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), remaining_);
+              if (ec != std::errc() || p != value.data() + value.size())
+                return fail("invalid Content-Length");
+              has_length_ = true;
+            } else if (iequals(name, "transfer-encoding")) {
+              chunked_ = has_token(value, "chunked");
+            } else if (iequals(name, "connection")) {
+              if (has_token(value, "close")) keep_alive_ = false;
+              if (has_token(value, "keep-alive") && http10_) keep_alive_ = true;
+            }
+            sink.on_header(line);
+          }
+        } else if (state_ == State::chunk_size) {
+          std::string_view size = line.substr(0, line.find(';'));
+          while (!size.empty() && (size.back() == ' ' || size.back() == '\t'))
+            size.remove_suffix(1);
+          auto [p, ec] = std::from_chars(size.data(), size.data() + size.size(), remaining_, 16);
+          if (size.empty() || ec != std::errc() || p != size.data() + size.size())
+            return fail("invalid chunk size");
+          state_ = remaining_ == 0 ? State::trailers : State::chunk_data;
+        } else if (state_ == State::chunk_crlf) {
+          if (!line.empty()) return fail("chunk not followed by CRLF");
+          state_ = State::chunk_size;
+        } else if (line.empty()) {  // trailers end
+          state_ = State::done;
+        }
+        break;
+      }
+      case State::body_length:
+      case State::chunk_data: {
+        if (data.empty()) return Result::need_more;
+        size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size()));
+        if (!sink.on_body(data.substr(0, n))) return Result::stopped;
+        data.remove_prefix(n);
+        remaining_ -= n;
+        if (remaining_ == 0)
+          state_ = state_ == State::body_length ? State::done : State::chunk_crlf;
+        break;
+      }
+      case State::body_until_close:
+        if (data.empty()) return Result::need_more;
+        if (!sink.on_body(data)) return Result::stopped;
+        data = {};
+        return Result::need_more;
+      case State::done: break;
+    }
+  }
+  return Result::done;
+}
+
+ResponseParser::Result ResponseParser::at_eof(Sink&) {
+  if (state_ == State::body_until_close || state_ == State::done) {
+    state_ = State::done;
+    return Result::done;
+  }
+  return fail(started_ ? "connection closed in the middle of the reply" : "no reply");
+}
+
+std::optional<Http1Target> resolve_http1_target(std::string_view url) {
+  if (!url.starts_with("http://")) return std::nullopt;
+  std::string_view authority = authority_of(url);
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return std::nullopt;
+  std::string host, port = "80";
+  if (authority.front() == '[') {
+    size_t rb = authority.find(']');
+    if (rb == std::string_view::npos) return std::nullopt;
+    host = std::string(authority.substr(1, rb - 1));
+    if (rb + 1 < authority.size()) {
+      if (authority[rb + 1] != ':') return std::nullopt;
+      port = std::string(authority.substr(rb + 2));
+    }
+  } else {
+    size_t colon = authority.rfind(':');
+    host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  if (host.empty() || getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
+    return std::nullopt;
+  Http1Target t;
+  std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
+  t.addr_len = static_cast<socklen_t>(res->ai_addrlen);
+  t.key = std::string(authority);
+  freeaddrinfo(res);
+  return t;
+}
+
+std::string_view url_request_target(std::string_view url) {
+  size_t s = url.find("://");
+  if (s != std::string_view::npos) url.remove_prefix(s + 3);
+  size_t slash = url.find_first_of("/?#");
+  if (slash == std::string_view::npos || url[slash] == '#') return "/";
+  url.remove_prefix(slash);
+  url = url.substr(0, url.find('#'));
+  return url.front() == '/' ? url : std::string_view("/");
+}
+
+}  // namespace flexllm::detail

@@ -1,0 +1,86 @@
+// The native HTTP/1.1 transport for cleartext endpoints (self-hosted vLLM, SGLang, Ollama, …
+// behind http://). libcurl carries everything else (TLS, HTTP/2, proxies). Measured reason
+// (bench/RESULTS.md): with small LLM replies libcurl's per-transfer work (handle setup, two poll()
+// calls per request, header handling) was a third of the client's CPU; this path writes each
+// request with one writev and reads replies straight into a parser, on the same event loop.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flexllm::detail {
+
+// Incremental HTTP/1.x response parser: status line, headers, and a body framed by
+// Content-Length, chunked encoding, or the connection's close. Pure: unit-tested on bytes.
+class ResponseParser {
+ public:
+  class Sink {
+   public:
+    virtual void on_status(int status) = 0;
+    virtual void on_header(std::string_view line) = 0;  // "Name: value", no CRLF
+    virtual bool on_body(std::string_view bytes) = 0;   // false: stop (the transfer is aborted)
+   protected:
+    ~Sink() = default;
+  };
+  enum class Result { need_more, done, error, stopped };
+
+  // Consumes bytes from the front of `data` (it is advanced); stops after a complete response.
+  Result feed(std::string_view& data, Sink& sink);
+  // The connection reached EOF: a body delimited by the close is complete, anything else is not.
+  Result at_eof(Sink& sink);
+  void reset();
+
+  bool started() const { return started_; }  // any byte of a response seen
+  bool in_body() const { return state_ >= State::body_length && state_ != State::done; }
+  bool keep_alive() const { return keep_alive_; }
+  int status() const { return status_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  enum class State {
+    status_line,
+    headers,
+    body_length,
+    chunk_size,
+    chunk_data,
+    chunk_crlf,
+    trailers,
+    body_until_close,
+    done,
+  };
+  Result fail(std::string why);
+  bool take_line(std::string_view& data, std::string_view& line);
+  Result end_of_headers();
+
+  State state_ = State::status_line;
+  std::string line_;  // a line split across reads
+  bool line_spent_ = false;
+  uint64_t remaining_ = 0;
+  int status_ = 0;
+  bool started_ = false;
+  bool chunked_ = false;
+  bool has_length_ = false;
+  bool keep_alive_ = true;
+  bool http10_ = false;
+  std::string error_;
+};
+
+// Where a native transfer goes: resolved once, when the client is made (never on the I/O thread).
+struct Http1Target {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string key;  // "host:port": connections are pooled per key
+};
+
+// Resolves the host of an http:// URL; nullopt when it is not one or does not resolve.
+std::optional<Http1Target> resolve_http1_target(std::string_view url);
+// The request target of a URL: its path and query ("/v1/chat/completions").
+std::string_view url_request_target(std::string_view url);
+
+}  // namespace flexllm::detail
