@@ -1,5 +1,7 @@
 #include "transport/http1.hpp"
 
+#include "core/text.hpp"
+
 #include <netdb.h>
 
 #include <charconv>
@@ -9,30 +11,6 @@ namespace flexllm::detail {
 namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
-
-bool has_token(std::string_view value, std::string_view token) {
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 std::string_view authority_of(std::string_view url) {
   size_t s = url.find("://");
@@ -136,10 +114,10 @@ ResponseParser::Result ResponseParser::feed(std::string_view& data, Sink& sink) 
                 return fail("invalid Content-Length");
               has_length_ = true;
             } else if (iequals(name, "transfer-encoding")) {
-              chunked_ = has_token(value, "chunked");
+              chunked_ = has_header_token(value, "chunked");
             } else if (iequals(name, "connection")) {
-              if (has_token(value, "close")) keep_alive_ = false;
-              if (has_token(value, "keep-alive") && http10_) keep_alive_ = true;
+              if (has_header_token(value, "close")) keep_alive_ = false;
+              if (has_header_token(value, "keep-alive") && http10_) keep_alive_ = true;
             }
             sink.on_header(line);
           }

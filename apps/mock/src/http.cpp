@@ -1,34 +1,14 @@
 #include "http.hpp"
 
+#include "core/text.hpp"
+
 #include <charconv>
 
 namespace flexllm::mock::detail {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
-
-bool icontains_token(std::string_view value, std::string_view token) {
-  // Comma-separated header values ("keep-alive, Upgrade").
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
+using flexllm::detail::has_header_token;
+using flexllm::detail::iequals;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -97,11 +77,11 @@ HeadResult parse_request_head(std::string_view data) {
       have_length = true;
       r.head.content_length = n;
     } else if (iequals(name, "transfer-encoding")) {
-      if (!icontains_token(value, "chunked")) return fail(501, "unsupported Transfer-Encoding");
+      if (!has_header_token(value, "chunked")) return fail(501, "unsupported Transfer-Encoding");
       r.head.chunked = true;
     } else if (iequals(name, "connection")) {
-      if (icontains_token(value, "close")) r.head.keep_alive = false;
-      if (icontains_token(value, "keep-alive")) r.head.keep_alive = true;
+      if (has_header_token(value, "close")) r.head.keep_alive = false;
+      if (has_header_token(value, "keep-alive")) r.head.keep_alive = true;
     } else if (iequals(name, "authorization")) {
       r.head.authorization = std::string(value);
     } else if (iequals(name, "expect")) {
