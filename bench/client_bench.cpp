@@ -2,6 +2,7 @@
 // in flight, through LLMClient::chat_completions_async. Prints one JSON line.
 //
 //   client_bench --base-url http://127.0.0.1:18080/v1 -n 20000 -c 100 [--stream]
+//                [--transport auto|curl|native]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -31,7 +32,9 @@ flexllm::json messages_for(int i) {
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr, "usage: client_bench --base-url URL -n N -c C [--stream] [--model M]\n");
+  std::fprintf(stderr,
+               "usage: client_bench --base-url URL -n N -c C [--stream] [--model M] "
+               "[--transport auto|curl|native]\n");
   std::exit(2);
 }
 
@@ -41,24 +44,35 @@ int main(int argc, char** argv) {
   std::string base_url, model = "gpt-4o-mini";
   long n = 0, c = 0;
   bool stream = false;
+  flexllm::Transport transport = flexllm::Transport::automatic;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
       if (i + 1 >= argc) usage();
       return argv[++i];
     };
-    if (a == "--base-url")
+    if (a == "--base-url") {
       base_url = value();
-    else if (a == "-n")
+    } else if (a == "-n") {
       n = std::atol(value().c_str());
-    else if (a == "-c")
+    } else if (a == "-c") {
       c = std::atol(value().c_str());
-    else if (a == "--model")
+    } else if (a == "--model") {
       model = value();
-    else if (a == "--stream")
+    } else if (a == "--stream") {
       stream = true;
-    else
+    } else if (a == "--transport") {
+      std::string t = value();
+      if (t == "curl") {
+        transport = flexllm::Transport::curl;
+      } else if (t == "native") {
+        transport = flexllm::Transport::native;
+      } else if (t != "auto") {
+        usage();
+      }
+    } else {
       usage();
+    }
   }
   if (base_url.empty() || n <= 0 || c <= 0) usage();
 
@@ -67,7 +81,8 @@ int main(int argc, char** argv) {
                              .model = model,
                              .concurrency_limit = static_cast<int>(c),
                              .retry_times = 0,
-                             .proxy = ""});
+                             .proxy = "",
+                             .transport = transport});
   const flexllm::RequestOptions options{.temperature = 0.2, .max_tokens = 256};
   long ok = 0, err = 0;
   size_t content_bytes = 0;
