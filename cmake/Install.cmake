@@ -17,5 +17,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/flexllmConfigVersion.cmak
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/flexllmConfig.cmake ${PROJECT_BINARY_DIR}/flexllmConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/flexllm)
+# Relocatable: the prefix is found from the .pc file's own place (${pcfiledir}).
+file(RELATIVE_PATH FLEXLLM_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+string(REGEX REPLACE "/$" "" FLEXLLM_PC_TO_PREFIX "${FLEXLLM_PC_TO_PREFIX}")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/flexllm.pc.in ${PROJECT_BINARY_DIR}/flexllm.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/flexllm.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
