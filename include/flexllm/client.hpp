@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "flexllm/batch.hpp"
 #include "flexllm/errors.hpp"
 #include "flexllm/runtime.hpp"
 #include "flexllm/stream.hpp"
@@ -90,6 +91,14 @@ class LLMClient {
   ChatResult chat_completions_stream(const json& messages,
                                      const std::function<void(const StreamEvent&)>& on_event,
                                      const RequestOptions& options = {});
+  // Runs every request with the client's limits and returns items aligned with the input
+  // (items[i] is messages_list[i]). Per-item failures never throw; with an output_file the run is
+  // checkpointed and a rerun resumes (SPEC §6). Throws InvalidRequestError before any request for
+  // a metadata_list of the wrong length or an output file that cannot be written.
+  BatchResult chat_completions_batch(const std::vector<json>& messages_list,
+                                     const BatchOptions& options = {});
+  // The same over a lazy source, yielding items as they complete (see BatchIterator).
+  BatchIterator iter_chat_completions_batch(MessageSource source, BatchOptions options = {});
   // Model ids the endpoint offers.
   std::vector<std::string> model_list();
 

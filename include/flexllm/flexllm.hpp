@@ -1,6 +1,7 @@
 // flexllm: high-performance LLM API client. The umbrella header: include this one.
 #pragma once
 
+#include "flexllm/batch.hpp"
 #include "flexllm/client.hpp"
 #include "flexllm/errors.hpp"
 #include "flexllm/runtime.hpp"

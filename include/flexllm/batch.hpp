@@ -1,0 +1,151 @@
+// Batch processing with a crash-safe checkpoint (SPEC §6): input-aligned results, or an iterator
+// over a lazy source in completion order with bounded memory.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "flexllm/errors.hpp"
+#include "flexllm/types.hpp"
+
+namespace flexllm {
+
+enum class ItemStatus {
+  success,   // answered now
+  error,     // failed after the retries (error set)
+  cached,    // served from the response cache
+  restored,  // taken from the checkpoint file of an earlier run
+};
+const char* to_string(ItemStatus status) noexcept;
+
+// How much of each input goes into the output file's records.
+enum class SaveInput { full, last, none };
+
+// Asks a running batch to stop: no new request is sent, those in flight finish and are recorded,
+// then the batch returns (the rest is reported as not run). Thread-safe; Ctrl-C handlers and
+// budget limits use it.
+class StopSignal {
+ public:
+  void request() noexcept { stop_.store(true, std::memory_order_release); }
+  bool requested() const noexcept { return stop_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<bool> stop_{false};
+};
+
+struct BatchOptions {
+  std::string output_file{};          // JSONL checkpoint; a rerun resumes from it ("" = none)
+  std::vector<json> metadata_list{};  // one per input (or empty): kept in records and items
+  SaveInput save_input = SaveInput::full;
+  bool show_progress =
+      false;  // progress on stderr (a redrawn line on a TTY, else a line every 5 s)
+  std::chrono::milliseconds flush_interval{1000};  // group commit: write + fsync this often
+  size_t batch_size = 1;     // the iterator yields items in groups of up to this many
+  RequestOptions request{};  // applied to every request of the batch
+  std::shared_ptr<StopSignal> stop{};
+  // Warnings (a malformed checkpoint line, changed inputs): stderr when unset.
+  std::function<void(const std::string&)> on_warning{};
+};
+
+struct BatchResultItem {
+  size_t index = 0;
+  ItemStatus status = ItemStatus::success;
+  std::optional<ChatResult> result{};  // success, cached, restored
+  std::optional<Error> error{};        // error
+  json metadata{};
+  std::chrono::duration<double> latency{};
+
+  // The answer text ("" for an error).
+  const std::string& content() const;
+};
+
+struct BatchSummary {
+  size_t total = 0;
+  size_t success = 0;
+  size_t failed = 0;
+  size_t cached = 0;
+  size_t restored = 0;
+  size_t not_run = 0;                      // left undone by a stop request
+  size_t retries = 0;                      // extra attempts over the whole batch
+  size_t key_mismatches = 0;               // checkpoint records whose input changed (redone)
+  std::vector<size_t> first_mismatches{};  // their first indices (up to 10)
+  std::chrono::duration<double> elapsed{};
+  Usage usage{};
+  std::optional<double> cost{};            // when pricing is known (cost tracking issue)
+  std::map<std::string, size_t> errors{};  // by ErrorKind name
+  double latency_p50 = 0, latency_p95 = 0, latency_p99 = 0;  // seconds, of requests sent now
+  double throughput = 0;                                     // items answered now per second
+};
+
+struct BatchResult {
+  std::vector<BatchResultItem> items;  // items[i] is input i
+  BatchSummary summary;
+};
+
+namespace detail {
+class BatchRunner;
+}
+
+// The items of iter_chat_completions_batch, in completion order, each index once (restored and
+// cached items included). Iterating blocks until the next item; memory stays
+// O(concurrency + batch_size) whatever the source's length. Destroying it early stops the batch:
+// what is in flight finishes and is recorded.
+class BatchIterator {
+ public:
+  explicit BatchIterator(std::unique_ptr<detail::BatchRunner> runner);
+  BatchIterator(BatchIterator&&) noexcept;
+  BatchIterator& operator=(BatchIterator&&) noexcept;
+  ~BatchIterator();
+
+  // The next item, or nullopt when the batch is over.
+  std::optional<BatchResultItem> next();
+  // Counts so far (final once next() returned nullopt).
+  BatchSummary summary() const;
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = BatchResultItem;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(BatchIterator* owner) : owner_(owner) { ++*this; }
+    const BatchResultItem& operator*() const { return *current_; }
+    const BatchResultItem* operator->() const { return &*current_; }
+    iterator& operator++() {
+      current_ = owner_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return !current_.has_value(); }
+
+   private:
+    BatchIterator* owner_ = nullptr;
+    std::optional<BatchResultItem> current_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  std::unique_ptr<detail::BatchRunner> runner_;
+  std::vector<BatchResultItem> group_;
+  size_t position_ = 0;
+};
+
+// A lazy source of requests for the iterator: returns the next messages array, or nullopt at the
+// end. Called on the iterating thread.
+using MessageSource = std::function<std::optional<json>()>;
+
+// Messages from a JSONL file, one request per line: a messages array, or an object with
+// "messages" (other fields are ignored here). Throws InvalidRequestError naming the file and line
+// for a line that is neither.
+MessageSource jsonl_messages(const std::string& path);
+
+}  // namespace flexllm

@@ -1,0 +1,418 @@
+#include "batch/journal.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "core/json_write.hpp"
+
+namespace flexllm::detail {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+bool parse_key(std::string_view hex, RecordKey& key) {
+  if (hex.size() != 32) return false;
+  for (size_t i = 0; i < 16; ++i) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    key[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return true;
+}
+
+[[noreturn]] void io_error(const std::string& what, const std::string& path) {
+  throw InvalidRequestError(Error(ErrorKind::invalid_request,
+                                  fmt::format("{} {}: {}", what, path, std::strerror(errno))));
+}
+
+// The header fields of a record line: the fast path reads the prefix format_record() writes;
+// anything else (a file edited by hand) goes through a JSON parser.
+bool parse_header(std::string_view line, RecordRef& ref, simdjson::dom::parser& parser) {
+  constexpr std::string_view kIndex = R"({"index":)";
+  if (line.starts_with(kIndex)) {
+    size_t i = kIndex.size(), index = 0;
+    bool digits = false;
+    while (i < line.size() && line[i] >= '0' && line[i] <= '9') {
+      index = index * 10 + static_cast<size_t>(line[i++] - '0');
+      digits = true;
+    }
+    std::string_view rest = line.substr(i);
+    bool success = rest.starts_with(R"(,"status":"success","key":")");
+    bool error = rest.starts_with(R"(,"status":"error","key":")");
+    if (digits && (success || error)) {
+      rest.remove_prefix(success ? 27 : 25);
+      if (rest.size() > 33 && rest[32] == '"' && parse_key(rest.substr(0, 32), ref.key)) {
+        ref.index = index;
+        ref.success = success;
+        return true;
+      }
+    }
+  }
+  simdjson::padded_string padded(line);
+  simdjson::dom::element doc;
+  if (parser.parse(padded).get(doc)) return false;
+  uint64_t index = 0;
+  std::string_view status, key;
+  if (doc["index"].get_uint64().get(index) || doc["status"].get_string().get(status) ||
+      doc["key"].get_string().get(key) || !parse_key(key, ref.key))
+    return false;
+  if (status != "success" && status != "error") return false;
+  ref.index = static_cast<size_t>(index);
+  ref.success = status == "success";
+  return true;
+}
+
+std::string optional_text(simdjson::dom::element doc, const char* field) {
+  std::string_view s;
+  if (doc[field].get_string().get(s)) return {};
+  return std::string(s);
+}
+
+}  // namespace
+
+RecordKey record_key(std::string_view request_body) {
+  XXH128_hash_t h = XXH3_128bits(request_body.data(), request_body.size());
+  RecordKey key;
+  for (int i = 0; i < 8; ++i) {
+    key[i] = static_cast<uint8_t>(h.high64 >> (56 - 8 * i));
+    key[8 + i] = static_cast<uint8_t>(h.low64 >> (56 - 8 * i));
+  }
+  return key;
+}
+
+std::string key_hex(const RecordKey& key) {
+  std::string out(32, '0');
+  for (size_t i = 0; i < 16; ++i) {
+    out[2 * i] = kHex[key[i] >> 4];
+    out[2 * i + 1] = kHex[key[i] & 0xf];
+  }
+  return out;
+}
+
+std::optional<JournalScan> scan_journal(const std::string& path,
+                                        const std::function<void(const std::string&)>& warn) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    io_error("cannot read the checkpoint", path);
+  }
+  JournalScan scan;
+  simdjson::dom::parser parser;
+  std::string carry;  // a line split across reads
+  std::vector<char> buf(1 << 20);
+  uint64_t file_offset = 0;  // of buf[0]
+  size_t line_no = 0;
+  auto handle = [&](std::string_view line, uint64_t offset) {
+    ++line_no;
+    if (line.empty()) return;
+    RecordRef ref;
+    if (!parse_header(line, ref, parser)) {
+      ++scan.malformed;
+      warn(fmt::format("{}:{}: not a checkpoint record, skipped", path, line_no));
+      return;
+    }
+    ref.offset = offset;
+    ref.length = static_cast<uint32_t>(line.size());
+    scan.records.push_back(ref);
+  };
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      io_error("cannot read the checkpoint", path);
+    }
+    if (n == 0) break;
+    std::string_view data(buf.data(), static_cast<size_t>(n));
+    size_t pos = 0;
+    while (pos < data.size()) {
+      size_t nl = data.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        carry.append(data.substr(pos));
+        break;
+      }
+      if (carry.empty()) {
+        handle(data.substr(pos, nl - pos), file_offset + pos);
+      } else {
+        uint64_t start = file_offset + pos - carry.size();
+        carry.append(data.substr(pos, nl - pos));
+        handle(carry, start);
+        carry.clear();
+      }
+      pos = nl + 1;
+      scan.valid_bytes = file_offset + pos;
+    }
+    file_offset += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  if (!carry.empty())
+    warn(fmt::format("{}:{}: last line is incomplete (an interrupted write): ignored, repaired",
+                     path, line_no + 1));
+  // The last success of each index, else its last record.
+  std::stable_sort(scan.records.begin(), scan.records.end(),
+                   [](const RecordRef& a, const RecordRef& b) { return a.index < b.index; });
+  std::vector<RecordRef> kept;
+  kept.reserve(scan.records.size());
+  for (const RecordRef& r : scan.records) {
+    if (!kept.empty() && kept.back().index == r.index) {
+      if (r.success || !kept.back().success) kept.back() = r;
+    } else {
+      kept.push_back(r);
+    }
+  }
+  scan.records = std::move(kept);
+  return scan;
+}
+
+std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref) {
+  std::string line(ref.length, '\0');
+  if (::pread(fd, line.data(), ref.length, static_cast<off_t>(ref.offset)) !=
+      static_cast<ssize_t>(ref.length))
+    return std::nullopt;
+  thread_local simdjson::dom::parser parser;
+  simdjson::padded_string padded(line);
+  simdjson::dom::element doc;
+  if (parser.parse(padded).get(doc)) return std::nullopt;
+  BatchResultItem item;
+  item.index = ref.index;
+  item.status = ItemStatus::restored;
+  ChatResult r;
+  r.content = optional_text(doc, "output");
+  if (std::string reasoning = optional_text(doc, "reasoning"); !reasoning.empty())
+    r.reasoning = std::move(reasoning);
+  r.finish_reason = optional_text(doc, "finish_reason");
+  simdjson::dom::object usage;
+  if (!doc["usage"].get_object().get(usage)) {
+    Usage u;
+    int64_t v = 0;
+    if (!usage["prompt_tokens"].get_int64().get(v)) u.prompt_tokens = v;
+    if (!usage["completion_tokens"].get_int64().get(v)) u.completion_tokens = v;
+    if (!usage["total_tokens"].get_int64().get(v)) u.total_tokens = v;
+    if (!usage["reasoning_tokens"].get_int64().get(v)) u.reasoning_tokens = v;
+    r.usage = u;
+  }
+  simdjson::dom::array calls;
+  if (!doc["tool_calls"].get_array().get(calls)) {
+    for (simdjson::dom::element c : calls) {
+      ToolCall tc;
+      tc.id = optional_text(c, "id");
+      tc.name = optional_text(c, "name");
+      tc.arguments = optional_text(c, "arguments");
+      r.tool_calls.push_back(std::move(tc));
+    }
+  }
+  double latency = 0;
+  if (!doc["latency"].get_double().get(latency)) r.latency = std::chrono::duration<double>(latency);
+  int64_t attempts = 0;
+  if (!doc["attempts"].get_int64().get(attempts)) r.attempts = static_cast<int>(attempts);
+  simdjson::dom::element metadata;
+  if (!doc["metadata"].get(metadata)) item.metadata = json::parse(simdjson::minify(metadata));
+  item.latency = r.latency;
+  item.result = std::move(r);
+  return item;
+}
+
+std::string format_record(const BatchResultItem& item, const RecordKey& key, const json* input,
+                          SaveInput save_input) {
+  std::string out = R"({"index":)";
+  append_uint(out, item.index);
+  const bool ok = item.status != ItemStatus::error;
+  out.append(ok ? R"(,"status":"success","key":")" : R"(,"status":"error","key":")");
+  out.append(key_hex(key));
+  out.push_back('"');
+  if (ok && item.result) {
+    const ChatResult& r = *item.result;
+    out.append(R"(,"output":)");
+    append_json_string(out, r.content);
+    if (r.reasoning) {
+      out.append(R"(,"reasoning":)");
+      append_json_string(out, *r.reasoning);
+    }
+    if (!r.tool_calls.empty()) {
+      out.append(R"(,"tool_calls":[)");
+      for (size_t i = 0; i < r.tool_calls.size(); ++i) {
+        if (i) out.push_back(',');
+        out.append(R"({"id":)");
+        append_json_string(out, r.tool_calls[i].id);
+        out.append(R"(,"type":"function","name":)");
+        append_json_string(out, r.tool_calls[i].name);
+        out.append(R"(,"arguments":)");
+        append_json_string(out, r.tool_calls[i].arguments);
+        out.push_back('}');
+      }
+      out.push_back(']');
+    }
+    out.append(R"(,"finish_reason":)");
+    append_json_string(out, r.finish_reason);
+    if (r.usage) {
+      out.append(
+          fmt::format(R"(,"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{})",
+                      r.usage->prompt_tokens, r.usage->completion_tokens, r.usage->total_tokens));
+      if (r.usage->reasoning_tokens)
+        out.append(fmt::format(R"(,"reasoning_tokens":{})", *r.usage->reasoning_tokens));
+      out.push_back('}');
+    }
+    out.append(fmt::format(R"(,"attempts":{})", r.attempts));
+  } else if (item.error) {
+    out.append(R"(,"error":)");
+    append_json_string(out, item.error->what());
+    out.append(R"(,"error_kind":")");
+    out.append(to_string(item.error->kind()));
+    out.push_back('"');
+  }
+  out.append(fmt::format(R"(,"latency":{:.4f})", item.latency.count()));
+  if (!item.metadata.is_null()) {
+    out.append(R"(,"metadata":)");
+    out.append(item.metadata.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  if (input && save_input != SaveInput::none) {
+    out.append(R"(,"input":)");
+    const json& saved = save_input == SaveInput::last && input->is_array() && !input->empty()
+                            ? input->back()
+                            : *input;
+    out.append(saved.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  out.push_back('}');
+  return out;
+}
+
+JournalWriter::JournalWriter(const std::string& path, uint64_t valid_bytes,
+                             std::chrono::milliseconds flush_interval)
+    : path_(path), interval_(flush_interval) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) io_error("cannot write the output file", path);
+  struct stat st {};
+  if (::fstat(fd_, &st) == 0 && static_cast<uint64_t>(st.st_size) > valid_bytes) {
+    if (::ftruncate(fd_, static_cast<off_t>(valid_bytes)) != 0) {
+      ::close(fd_);
+      io_error("cannot repair the output file", path);
+    }
+  }
+  ::lseek(fd_, 0, SEEK_END);
+  thread_ = std::thread([this] { run(); });
+}
+
+JournalWriter::~JournalWriter() {
+  close();
+}
+
+void JournalWriter::append(std::string line) {
+  std::lock_guard lock(mu_);
+  pending_.append(line);
+  pending_.push_back('\n');
+}
+
+void JournalWriter::run() {
+  std::unique_lock lock(mu_);
+  while (!closing_) {
+    cv_.wait_for(lock, interval_, [this] { return closing_; });
+    std::string batch;
+    batch.swap(pending_);
+    lock.unlock();
+    write_out(batch);
+    lock.lock();
+  }
+}
+
+// Group commit: everything queued since the last flush, in one write, then one fsync.
+void JournalWriter::write_out(std::string& batch) {
+  if (batch.empty()) return;
+  size_t done = 0;
+  while (done < batch.size()) {
+    ssize_t n = ::write(fd_, batch.data() + done, batch.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::fprintf(stderr, "flexllm: writing %s failed: %s\n", path_.c_str(), std::strerror(errno));
+      return;
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::fdatasync(fd_);
+}
+
+void JournalWriter::close() {
+  if (fd_ < 0) return;
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  write_out(pending_);
+  pending_.clear();
+  ::close(fd_);
+  fd_ = -1;
+}
+
+void compact_journal(const std::string& path) {
+  auto scan = scan_journal(path, [](const std::string&) {});
+  if (!scan) return;
+  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) io_error("cannot read the checkpoint", path);
+  std::string tmp = path + ".compact.tmp";
+  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) {
+    ::close(in);
+    io_error("cannot write", tmp);
+  }
+  std::string buffer;
+  buffer.reserve(1 << 20);
+  std::string line;
+  bool ok = true;
+  auto flush = [&] {
+    size_t done = 0;
+    while (done < buffer.size()) {
+      ssize_t n = ::write(out, buffer.data() + done, buffer.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        ok = false;
+        return;
+      }
+      done += static_cast<size_t>(n);
+    }
+    buffer.clear();
+  };
+  for (const RecordRef& ref : scan->records) {
+    line.resize(ref.length);
+    if (::pread(in, line.data(), ref.length, static_cast<off_t>(ref.offset)) !=
+        static_cast<ssize_t>(ref.length)) {
+      ok = false;
+      break;
+    }
+    buffer.append(line).push_back('\n');
+    if (buffer.size() >= (1 << 20)) flush();
+  }
+  if (ok) flush();
+  ok = ok && ::fsync(out) == 0;
+  ::close(out);
+  ::close(in);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    io_error("cannot compact the checkpoint", path);
+  }
+  // The rename is durable once the directory is.
+  std::string dir =
+      path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace flexllm::detail

@@ -1,0 +1,85 @@
+// The checkpoint journal of a batch (SPEC §6): one JSONL record per finished item, appended with
+// group commit (write + fsync every flush interval, off the caller's and the I/O thread), read
+// back on resume, compacted to one record per index when the batch completes.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "flexllm/batch.hpp"
+
+namespace flexllm::detail {
+
+using RecordKey = std::array<uint8_t, 16>;  // XXH3-128 of the request body
+
+RecordKey record_key(std::string_view request_body);
+std::string key_hex(const RecordKey& key);
+
+// What resume needs of a record, without holding its text: where it is in the file.
+struct RecordRef {
+  size_t index = 0;
+  RecordKey key{};
+  bool success = false;
+  uint64_t offset = 0;
+  uint32_t length = 0;  // without the newline
+};
+
+struct JournalScan {
+  std::vector<RecordRef> records;  // sorted by index; the last record of each index wins
+  uint64_t valid_bytes = 0;        // the file up to its last complete line
+  size_t malformed = 0;
+};
+
+// Reads an existing journal. A torn last line (no newline) is left out of valid_bytes; a line that
+// is not a record is skipped with a warning naming its line number. nullopt when the file does
+// not exist.
+std::optional<JournalScan> scan_journal(const std::string& path,
+                                        const std::function<void(const std::string&)>& warn);
+
+// The full record at `ref` as an item (status restored). nullopt if it cannot be parsed.
+std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref);
+
+// One record line (no newline) for a finished item.
+std::string format_record(const BatchResultItem& item, const RecordKey& key, const json* input,
+                          SaveInput save_input);
+
+class JournalWriter {
+ public:
+  // Opens (creating) `path` for appending after truncating it to `valid_bytes` (repairing a torn
+  // last line). Throws InvalidRequestError naming the path when it cannot be written.
+  JournalWriter(const std::string& path, uint64_t valid_bytes,
+                std::chrono::milliseconds flush_interval);
+  ~JournalWriter();  // close()
+
+  void append(std::string line);  // queued; durable at the next flush
+  void close();                   // final flush + fsync
+  int fd() const { return fd_; }
+
+ private:
+  void run();
+  void write_out(std::string& batch);
+
+  std::string path_;
+  int fd_ = -1;
+  std::chrono::milliseconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string pending_;
+  bool closing_ = false;
+  std::thread thread_;
+};
+
+// Rewrites the journal with one record per index (a success when there is one, else the last
+// record), sorted by index, through a temporary file renamed over it.
+void compact_journal(const std::string& path);
+
+}  // namespace flexllm::detail

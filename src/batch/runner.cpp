@@ -1,0 +1,281 @@
+#include "batch/runner.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace flexllm::detail {
+namespace {
+
+// One batch request: its outcome goes back to the runner instead of a promise.
+class BatchJob final : public Job {
+ public:
+  BatchJob(std::string url, std::string body, std::shared_ptr<BatchRunner::Inbox> inbox,
+           BatchRunner::Outcome seed)
+      : Job(Mode::chat, std::move(url), std::move(body)),
+        inbox_(std::move(inbox)),
+        outcome_(std::move(seed)) {}
+  void succeed(ChatResult&& result) override {
+    outcome_.result = std::move(result);
+    inbox_->put(std::move(outcome_));
+  }
+  void fail(Error&& error) override {
+    outcome_.error = std::move(error);
+    inbox_->put(std::move(outcome_));
+  }
+
+ private:
+  std::shared_ptr<BatchRunner::Inbox> inbox_;
+  BatchRunner::Outcome outcome_;
+};
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1;
+  k = std::min(k, v.size() - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+}  // namespace
+
+BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, MessageSource source,
+                         std::optional<size_t> total)
+    : core_(core),
+      options_(std::move(options)),
+      source_(std::move(source)),
+      total_(total),
+      window_(std::max<size_t>(2 * static_cast<size_t>(core.config().concurrency_limit), 16)) {
+  if (options_.batch_size == 0) options_.batch_size = 1;
+  if (!options_.on_warning)
+    options_.on_warning = [](const std::string& w) {
+      std::fprintf(stderr, "flexllm: warning: %s\n", w.c_str());
+    };
+}
+
+BatchRunner::~BatchRunner() {
+  if (prepared_ && !finished_) {
+    // Abandoned: send nothing more, let what is in flight finish and be recorded.
+    exhausted_ = true;
+    std::vector<BatchResultItem> sink;
+    while (in_flight_ > 0) take_completions(sink);
+    finish();
+  }
+  if (checkpoint_fd_ >= 0) ::close(checkpoint_fd_);
+}
+
+void BatchRunner::prepare() {
+  prepared_ = true;
+  start_ = Clock::now();
+  if (!options_.output_file.empty()) {
+    auto scan = scan_journal(options_.output_file, options_.on_warning);
+    uint64_t valid = 0;
+    if (scan) {
+      checkpoint_ = std::move(scan->records);
+      valid = scan->valid_bytes;
+    }
+    // Opening for writing comes first: an unwritable path fails before any request.
+    writer_ = std::make_unique<JournalWriter>(options_.output_file, valid, options_.flush_interval);
+    if (!checkpoint_.empty())
+      checkpoint_fd_ = ::open(options_.output_file.c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  if (options_.show_progress)
+    progress_ = std::make_unique<Progress>(total_, [this] { return core_.current_rate(); });
+}
+
+json BatchRunner::metadata_for(size_t index) const {
+  return index < options_.metadata_list.size() ? options_.metadata_list[index] : json();
+}
+
+// Pulls inputs while the window has room: restores what the checkpoint holds for the same
+// request, sends the rest.
+void BatchRunner::dispatch() {
+  while (!exhausted_ && in_flight_ < window_ && ready_.size() < window_) {
+    if (options_.stop && options_.stop->requested()) {
+      exhausted_ = true;
+      break;
+    }
+    std::optional<json> messages = source_();
+    if (!messages) {
+      exhausted_ = true;
+      break;
+    }
+    const size_t index = next_index_++;
+    std::string url, body;
+    try {
+      std::tie(url, body) = core_.chat_request(*messages, options_.request, /*stream=*/false);
+    } catch (const Error& e) {  // an invalid input fails its item, never the batch
+      BatchResultItem item;
+      item.index = index;
+      item.status = ItemStatus::error;
+      item.error = e;
+      item.metadata = metadata_for(index);
+      if (writer_)
+        writer_->append(
+            format_record(item, record_key(messages->dump()), &*messages, options_.save_input));
+      account(item);
+      ready_.push_back(std::move(item));
+      continue;
+    }
+    const RecordKey key = record_key(body);
+    while (checkpoint_cursor_ < checkpoint_.size() && checkpoint_[checkpoint_cursor_].index < index)
+      ++checkpoint_cursor_;
+    if (checkpoint_cursor_ < checkpoint_.size() && checkpoint_[checkpoint_cursor_].index == index) {
+      const RecordRef& ref = checkpoint_[checkpoint_cursor_];
+      if (ref.success && ref.key == key) {
+        if (auto item = read_record(checkpoint_fd_, ref)) {
+          if (item->metadata.is_null()) item->metadata = metadata_for(index);
+          account(*item);
+          ready_.push_back(std::move(*item));
+          continue;
+        }
+      } else if (ref.success) {
+        // The input at this index changed since the record was written: redo it, and say so.
+        if (summary_.key_mismatches++ < 10) summary_.first_mismatches.push_back(index);
+      }
+    }
+    Outcome seed;
+    seed.index = index;
+    seed.key = key;
+    if (writer_ && options_.save_input != SaveInput::none) seed.input = std::move(*messages);
+    auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
+    job->return_raw = false;
+    job->timeout = options_.request.timeout;
+    job->thinking_requested = options_.request.thinking.has_value();
+    ++in_flight_;
+    core_.submit(std::move(job));
+  }
+}
+
+void BatchRunner::Inbox::put(Outcome outcome) {
+  {
+    std::lock_guard lock(mu);
+    completed.push_back(std::move(outcome));
+  }
+  cv.notify_one();
+}
+
+// Waits for at least one completion, then records every one that is in.
+void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
+  std::deque<Outcome> batch;
+  {
+    std::unique_lock lock(inbox_->mu);
+    inbox_->cv.wait(lock, [this] { return !inbox_->completed.empty(); });
+    batch.swap(inbox_->completed);
+  }
+  for (Outcome& o : batch) {
+    --in_flight_;
+    BatchResultItem item;
+    item.index = o.index;
+    item.metadata = metadata_for(o.index);
+    if (o.result) {
+      item.status = ItemStatus::success;
+      item.latency = o.result->latency;
+      item.result = std::move(o.result);
+    } else {
+      item.status = ItemStatus::error;
+      item.error = std::move(o.error);
+    }
+    if (writer_)
+      writer_->append(
+          format_record(item, o.key, o.input.is_null() ? nullptr : &o.input, options_.save_input));
+    account(item);
+    ready.push_back(std::move(item));
+  }
+}
+
+void BatchRunner::account(const BatchResultItem& item) {
+  ++summary_.total;
+  switch (item.status) {
+    case ItemStatus::success: ++summary_.success; break;
+    case ItemStatus::cached: ++summary_.cached; break;
+    case ItemStatus::restored: ++summary_.restored; break;
+    case ItemStatus::error:
+      ++summary_.failed;
+      ++summary_.errors[item.error ? to_string(item.error->kind()) : "unknown"];
+      break;
+  }
+  if (item.result && item.status != ItemStatus::restored) {
+    if (item.result->attempts > 1)
+      summary_.retries += static_cast<size_t>(item.result->attempts - 1);
+    latencies_.push_back(item.result->latency.count());
+  }
+  if (item.result && item.result->usage) {
+    summary_.usage.prompt_tokens += item.result->usage->prompt_tokens;
+    summary_.usage.completion_tokens += item.result->usage->completion_tokens;
+    summary_.usage.total_tokens += item.result->usage->total_tokens;
+  }
+  summary_.elapsed = Clock::now() - start_;
+  if (progress_) progress_->update(summary_, in_flight_);
+}
+
+bool BatchRunner::next(std::vector<BatchResultItem>& out) {
+  out.clear();
+  if (finished_) return false;
+  if (!prepared_) prepare();
+  for (;;) {
+    dispatch();
+    while (!ready_.empty() && out.size() < options_.batch_size) {
+      out.push_back(std::move(ready_.front()));
+      ready_.pop_front();
+    }
+    if (out.size() >= options_.batch_size) return true;
+    if (in_flight_ == 0) {
+      if (exhausted_ || (options_.stop && options_.stop->requested())) {
+        if (ready_.empty()) {
+          finish();
+          return !out.empty();
+        }
+        continue;
+      }
+      if (!out.empty()) return true;
+      continue;
+    }
+    std::vector<BatchResultItem> fresh;
+    take_completions(fresh);
+    for (auto& item : fresh) ready_.push_back(std::move(item));
+  }
+}
+
+void BatchRunner::finish() {
+  if (finished_) return;
+  finished_ = true;
+  const bool stopped = options_.stop && options_.stop->requested();
+  if (total_ && summary_.total < *total_) summary_.not_run = *total_ - summary_.total;
+  summary_.elapsed = Clock::now() - start_;
+  std::vector<double> l = latencies_;
+  summary_.latency_p50 = percentile(l, 0.50);
+  summary_.latency_p95 = percentile(l, 0.95);
+  summary_.latency_p99 = percentile(l, 0.99);
+  const double secs = summary_.elapsed.count();
+  summary_.throughput =
+      secs > 0 ? static_cast<double>(summary_.success + summary_.failed + summary_.cached) / secs
+               : 0;
+  if (writer_) {
+    writer_->close();
+    // Compaction rewrites the file whole: only when the batch ran to its end.
+    if (!stopped) compact_journal(options_.output_file);
+  }
+  if (summary_.key_mismatches > 0) {
+    std::string first;
+    for (size_t i : summary_.first_mismatches)
+      first += (first.empty() ? "" : ", ") + std::to_string(i);
+    options_.on_warning(fmt::format(
+        "{}: {} checkpoint record(s) belong to a different input than now (first at index {}); "
+        "they were redone",
+        options_.output_file, summary_.key_mismatches, first));
+  }
+  if (progress_) progress_->finish(summary_);
+}
+
+BatchSummary BatchRunner::summary() const {
+  return summary_;
+}
+
+}  // namespace flexllm::detail

@@ -1,0 +1,371 @@
+// chat_completions_batch and the iterator against the in-process mock: alignment, metadata,
+// checkpoint/resume rules, crash safety, stop signal.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "client_support.hpp"
+
+extern char** environ;
+
+namespace flexllm::test {
+namespace {
+
+std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
+  std::vector<json> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
+  return out;
+}
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "flexllm_" + std::to_string(getpid()) + "_" + name;
+}
+
+std::vector<json> read_records(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<json> out;
+  for (std::string line; std::getline(in, line);) out.push_back(json::parse(line));
+  return out;
+}
+
+// Indices the mock was asked for since its last reset (the echo prompt is "p<i>").
+std::multiset<size_t> requested(const MockServer& mock) {
+  std::multiset<size_t> out;
+  for (const auto& a : mock.stats().arrivals) out.insert(std::stoul(a.last_user.substr(1)));
+  return out;
+}
+
+TEST(Batch, ItemsAreAlignedWithInputsWhateverTheCompletionOrder) {
+  MockServer mock({.latency_ms = {1, 40}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 16}));
+  auto inputs = prompts(300);
+  BatchResult r = client.chat_completions_batch(inputs);
+  ASSERT_EQ(r.items.size(), 300u);
+  for (size_t i = 0; i < 300; ++i) {
+    EXPECT_EQ(r.items[i].index, i);
+    EXPECT_EQ(r.items[i].status, ItemStatus::success);
+    EXPECT_EQ(r.items[i].content(), "p" + std::to_string(i));
+  }
+  EXPECT_EQ(r.summary.total, 300u);
+  EXPECT_EQ(r.summary.success, 300u);
+  EXPECT_EQ(r.summary.failed, 0u);
+  EXPECT_GT(r.summary.usage.total_tokens, 0);
+  EXPECT_GT(r.summary.latency_p99, 0);
+  EXPECT_GE(r.summary.latency_p99, r.summary.latency_p50);
+}
+
+TEST(Batch, FailuresAreItemsNotExceptions) {
+  MockServer mock({.echo = true, .faults = {.http_error = 0.25}, .error_status = 400});
+  LLMClient client(config_for(mock, {.retry_times = 0}));
+  std::vector<json> inputs = prompts(100);
+  inputs[7] = json::array({{{"content", "no role"}}});  // invalid: fails alone, before I/O
+  BatchResult r = client.chat_completions_batch(inputs);
+  EXPECT_EQ(r.items[7].status, ItemStatus::error);
+  EXPECT_EQ(r.items[7].error->kind(), ErrorKind::invalid_request);
+  EXPECT_EQ(r.summary.success + r.summary.failed, 100u);
+  EXPECT_NEAR(static_cast<double>(r.summary.failed), 100 * 0.25, 3);
+  EXPECT_EQ(r.summary.errors["http"] + r.summary.errors["invalid_request"], r.summary.failed);
+  for (const auto& item : r.items)
+    if (item.status == ItemStatus::error) {
+      EXPECT_TRUE(item.content().empty());
+    }
+}
+
+TEST(Batch, MetadataRoundTripsThroughItemsAndTheFile) {
+  MockServer mock({.echo = true});
+  LLMClient client(config_for(mock));
+  std::string out = temp_path("meta.jsonl");
+  std::remove(out.c_str());
+  std::vector<json> meta;
+  for (int i = 0; i < 20; ++i) meta.push_back({{"row", i}, {"tag", "t" + std::to_string(i)}});
+  BatchResult r =
+      client.chat_completions_batch(prompts(20), {.output_file = out, .metadata_list = meta});
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(r.items[i].metadata, meta[i]);
+  auto records = read_records(out);
+  ASSERT_EQ(records.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(records[i]["index"], i) << "compacted in index order";
+    EXPECT_EQ(records[i]["status"], "success");
+    EXPECT_EQ(records[i]["metadata"], meta[i]);
+    EXPECT_EQ(records[i]["output"], "p" + std::to_string(i));
+    EXPECT_EQ(records[i]["input"], prompts(20)[i]);
+    EXPECT_EQ(records[i]["key"].get<std::string>().size(), 32u);
+    EXPECT_TRUE(records[i]["usage"].is_object());
+  }
+  // Restored items bring their metadata back too.
+  BatchResult again =
+      client.chat_completions_batch(prompts(20), {.output_file = out, .metadata_list = meta});
+  EXPECT_EQ(again.summary.restored, 20u);
+  EXPECT_EQ(again.items[3].metadata, meta[3]);
+  std::remove(out.c_str());
+}
+
+TEST(Batch, BadOptionsFailBeforeAnyRequest) {
+  MockServer mock({.echo = true});
+  LLMClient client(config_for(mock));
+  EXPECT_THROW(client.chat_completions_batch(prompts(5), {.metadata_list = {json(1), json(2)}}),
+               InvalidRequestError);
+  EXPECT_THROW(
+      client.chat_completions_batch(prompts(5), {.output_file = "/nonexistent-dir/x/out.jsonl"}),
+      InvalidRequestError);
+  EXPECT_EQ(mock.stats(false).requests, 0u);
+}
+
+TEST(Batch, RerunRestoresDoneItemsWithoutSendingThem) {
+  MockServer mock({.latency_ms = {1, 10}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 8}));
+  std::string out = temp_path("resume.jsonl");
+  std::remove(out.c_str());
+  auto inputs = prompts(150);
+  std::vector<json> first(inputs.begin(), inputs.begin() + 100);
+  client.chat_completions_batch(first, {.output_file = out});
+  mock.reset_stats();
+  BatchResult r = client.chat_completions_batch(inputs, {.output_file = out});
+  EXPECT_EQ(r.summary.restored, 100u);
+  EXPECT_EQ(r.summary.success, 50u);
+  for (size_t i = 0; i < 150; ++i) {
+    EXPECT_EQ(r.items[i].status, i < 100 ? ItemStatus::restored : ItemStatus::success) << i;
+    EXPECT_EQ(r.items[i].content(), "p" + std::to_string(i)) << "restored outputs are returned";
+  }
+  std::multiset<size_t> asked = requested(mock);
+  EXPECT_EQ(asked.size(), 50u);
+  EXPECT_EQ(*asked.begin(), 100u) << "no request for an index already done";
+  EXPECT_EQ(read_records(out).size(), 150u);
+  std::remove(out.c_str());
+}
+
+TEST(Batch, ChangedInputsAreRedoneAndReported) {
+  MockServer mock({.echo = true});
+  LLMClient client(config_for(mock));
+  std::string out = temp_path("changed.jsonl");
+  std::remove(out.c_str());
+  auto inputs = prompts(100);
+  client.chat_completions_batch(inputs, {.output_file = out});
+  std::mt19937 rng(11);
+  std::set<size_t> changed;
+  while (changed.size() < 4) changed.insert(10 + rng() % 80);
+  for (size_t i : changed) inputs[i] = user("p" + std::to_string(i) + " (edited)");
+  mock.reset_stats();
+  std::vector<std::string> warnings;
+  BatchResult r = client.chat_completions_batch(
+      inputs,
+      {.output_file = out, .on_warning = [&](const std::string& w) { warnings.push_back(w); }});
+  EXPECT_EQ(r.summary.key_mismatches, 4u);
+  EXPECT_EQ(std::set<size_t>(r.summary.first_mismatches.begin(), r.summary.first_mismatches.end()),
+            changed);
+  EXPECT_EQ(r.summary.restored, 96u);
+  EXPECT_EQ(mock.stats(false).requests, 4u);
+  for (size_t i : changed) EXPECT_EQ(r.items[i].content(), "p" + std::to_string(i) + " (edited)");
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_NE(warnings.back().find("4 checkpoint record(s)"), std::string::npos) << warnings.back();
+  auto records = read_records(out);
+  ASSERT_EQ(records.size(), 100u) << "one record per index after compaction";
+  for (size_t i : changed) EXPECT_EQ(records[i]["output"], "p" + std::to_string(i) + " (edited)");
+  std::remove(out.c_str());
+}
+
+TEST(Batch, ErrorRecordsAreRetriedOnRerun) {
+  MockServer mock({.seed = 4, .echo = true, .faults = {.http_error = 0.3}});
+  LLMClient client(config_for(mock, {.retry_times = 0}));
+  std::string out = temp_path("errors.jsonl");
+  std::remove(out.c_str());
+  BatchResult first = client.chat_completions_batch(prompts(80), {.output_file = out});
+  ASSERT_GT(first.summary.failed, 10u);
+  size_t errors_in_file = 0;
+  for (const json& rec : read_records(out))
+    if (rec["status"] == "error") {
+      ++errors_in_file;
+      EXPECT_TRUE(rec["error"].is_string());
+      EXPECT_EQ(rec["error_kind"], "http");
+    }
+  EXPECT_EQ(errors_in_file, first.summary.failed);
+  mock.update({.echo = true});
+  mock.reset_stats();
+  BatchResult second = client.chat_completions_batch(prompts(80), {.output_file = out});
+  EXPECT_EQ(second.summary.success, first.summary.failed);
+  EXPECT_EQ(second.summary.restored, 80 - first.summary.failed);
+  EXPECT_EQ(mock.stats(false).requests, first.summary.failed);
+  for (const json& rec : read_records(out)) EXPECT_EQ(rec["status"], "success");
+  std::remove(out.c_str());
+}
+
+TEST(Batch, TornLastLineAndMalformedLinesAreSkippedAndRepaired) {
+  MockServer mock({.echo = true});
+  LLMClient client(config_for(mock));
+  std::string out = temp_path("torn.jsonl");
+  std::remove(out.c_str());
+  client.chat_completions_batch(prompts(30), {.output_file = out});
+  {
+    // A garbage line in the middle and a record cut mid-write at the end.
+    auto lines = read_records(out);
+    std::ofstream rewrite(out, std::ios::trunc);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (i == 2) rewrite << "this is not a record\n";
+      rewrite << lines[i].dump() << "\n";
+    }
+    rewrite << R"({"index":31,"status":"succ)";
+  }
+  mock.reset_stats();
+  std::vector<std::string> warnings;
+  BatchResult r = client.chat_completions_batch(
+      prompts(32),
+      {.output_file = out, .on_warning = [&](const std::string& w) { warnings.push_back(w); }});
+  EXPECT_EQ(r.summary.restored, 30u);
+  EXPECT_EQ(r.summary.success, 2u);
+  EXPECT_EQ(mock.stats(false).requests, 2u);
+  ASSERT_GE(warnings.size(), 2u);
+  EXPECT_NE(warnings[0].find(":3: not a checkpoint record"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find("incomplete"), std::string::npos) << warnings[1];
+  auto records = read_records(out);  // every line parses again
+  ASSERT_EQ(records.size(), 32u);
+  for (size_t i = 0; i < 32; ++i) EXPECT_EQ(records[i]["index"], i);
+  std::remove(out.c_str());
+}
+
+TEST(Batch, IteratorYieldsEveryIndexOnceRestoredIncluded) {
+  MockServer mock({.latency_ms = {1, 20}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 8}));
+  std::string out = temp_path("iter.jsonl");
+  std::remove(out.c_str());
+  client.chat_completions_batch(prompts(40), {.output_file = out});
+  size_t next = 0;
+  MessageSource source = [&]() -> std::optional<json> {
+    if (next >= 200) return std::nullopt;
+    return user("p" + std::to_string(next++));
+  };
+  std::map<size_t, ItemStatus> seen;
+  BatchIterator it =
+      client.iter_chat_completions_batch(source, {.output_file = out, .batch_size = 16});
+  for (const BatchResultItem& item : it) {
+    EXPECT_TRUE(seen.emplace(item.index, item.status).second) << "index " << item.index << " twice";
+    EXPECT_EQ(item.content(), "p" + std::to_string(item.index));
+  }
+  ASSERT_EQ(seen.size(), 200u);
+  for (size_t i = 0; i < 200; ++i)
+    EXPECT_EQ(seen[i], i < 40 ? ItemStatus::restored : ItemStatus::success) << i;
+  EXPECT_EQ(it.summary().restored, 40u);
+  EXPECT_EQ(read_records(out).size(), 200u);
+  std::remove(out.c_str());
+}
+
+TEST(Batch, JsonlSourceReadsMessagesAndNamesBadLines) {
+  std::string path = temp_path("in.jsonl");
+  {
+    std::ofstream f(path);
+    f << R"([{"role":"user","content":"a"}])"
+      << "\n\n"
+      << R"({"messages":[{"role":"user","content":"b"}],"id":7})"
+      << "\n"
+      << "{oops\n";
+  }
+  MessageSource src = jsonl_messages(path);
+  EXPECT_EQ((*src())[0]["content"], "a");
+  EXPECT_EQ((*src())[0]["content"], "b");
+  try {
+    src();
+    ADD_FAILURE() << "a bad line must throw";
+  } catch (const InvalidRequestError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":4"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(jsonl_messages(temp_path("missing.jsonl")), InvalidRequestError);
+  std::remove(path.c_str());
+}
+
+TEST(Batch, StopSignalLetsInFlightFinishAndRecordsThem) {
+  MockServer mock({.latency_ms = {10, 10}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 5}));
+  std::string out = temp_path("stop.jsonl");
+  std::remove(out.c_str());
+  auto stop = std::make_shared<StopSignal>();
+  std::thread stopper([&] {
+    EXPECT_TRUE(mock.wait_for([](const MockStats& st) { return st.requests >= 20; }, 10s));
+    stop->request();
+  });
+  BatchResult r = client.chat_completions_batch(prompts(500), {.output_file = out, .stop = stop});
+  stopper.join();
+  EXPECT_GT(r.summary.not_run, 0u);
+  EXPECT_EQ(r.summary.success + r.summary.not_run, 500u);
+  EXPECT_EQ(mock.stats(false).requests, r.summary.success) << "every request sent was recorded";
+  EXPECT_EQ(read_records(out).size(), r.summary.success);
+  for (const auto& item : r.items)
+    if (item.status == ItemStatus::error) {
+      EXPECT_EQ(item.error->kind(), ErrorKind::cancelled);
+    }
+  // A rerun finishes the rest.
+  BatchResult rest = client.chat_completions_batch(prompts(500), {.output_file = out});
+  EXPECT_EQ(rest.summary.restored, r.summary.success);
+  EXPECT_EQ(rest.summary.success + rest.summary.restored, 500u);
+  std::remove(out.c_str());
+}
+
+// A child process running a batch is killed with SIGKILL at random moments; each rerun resumes.
+// At the end every index is in the file exactly once, all success, and after each kill no index
+// already in the file was requested again.
+TEST(BatchCrash, KillNineAtRandomMomentsLosesNothingDurable) {
+  MockServer mock({.latency_ms = {2, 15}, .echo = true});
+  std::string out = temp_path("crash.jsonl");
+  std::remove(out.c_str());
+  const size_t n = 600;
+  std::mt19937 rng(2026);
+  auto run_child = [&](std::optional<uint64_t> kill_after) {
+    std::string url = mock.base_url(), count = std::to_string(n);
+    std::vector<char*> argv = {const_cast<char*>(FLEXLLM_BATCH_CHILD), url.data(), out.data(),
+                               count.data(), nullptr};
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    EXPECT_EQ(posix_spawn(&pid, FLEXLLM_BATCH_CHILD, &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    if (kill_after) {
+      mock.wait_for([&](const MockStats& st) { return st.requests >= *kill_after; }, 30s);
+      kill(pid, SIGKILL);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+  };
+  auto durable = [&] {
+    std::set<size_t> done;
+    std::ifstream in(out);
+    for (std::string line; std::getline(in, line);) {
+      json rec = json::parse(line, nullptr, false);
+      if (!rec.is_discarded() && rec["status"] == "success")
+        done.insert(rec["index"].get<size_t>());
+    }
+    return done;
+  };
+  std::set<size_t> done;
+  for (int kill_round = 0; kill_round < 4; ++kill_round) {
+    mock.reset_stats();
+    uint64_t after = 10 + rng() % 120;
+    run_child(after);
+    std::multiset<size_t> asked = requested(mock);
+    for (size_t i : asked)
+      EXPECT_FALSE(done.count(i)) << "index " << i << " was durable, yet requested again";
+    done = durable();
+  }
+  mock.reset_stats();
+  int status = run_child(std::nullopt);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  for (size_t i : requested(mock)) EXPECT_FALSE(done.count(i)) << i;
+  auto records = read_records(out);
+  ASSERT_EQ(records.size(), n);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(records[i]["index"], i);
+    EXPECT_EQ(records[i]["status"], "success");
+    EXPECT_EQ(records[i]["output"], "p" + std::to_string(i));
+  }
+  std::remove(out.c_str());
+}
+
+}  // namespace
+}  // namespace flexllm::test
