@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "flexllm/detail/pull_iterator.hpp"
 #include "flexllm/errors.hpp"
 #include "flexllm/types.hpp"
 
@@ -110,26 +111,7 @@ class BatchIterator {
   // Counts so far (final once next() returned nullopt).
   BatchSummary summary() const;
 
-  class iterator {
-   public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = BatchResultItem;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(BatchIterator* owner) : owner_(owner) { ++*this; }
-    const BatchResultItem& operator*() const { return *current_; }
-    const BatchResultItem* operator->() const { return &*current_; }
-    iterator& operator++() {
-      current_ = owner_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return !current_.has_value(); }
-
-   private:
-    BatchIterator* owner_ = nullptr;
-    std::optional<BatchResultItem> current_;
-  };
+  using iterator = detail::PullIterator<BatchIterator, BatchResultItem>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "flexllm/detail/pull_iterator.hpp"
 #include "flexllm/types.hpp"
 
 namespace flexllm {
@@ -47,26 +48,7 @@ class ChatStream {
   ChatResult result();
   void cancel();
 
-  class iterator {
-   public:
-    using iterator_category = std::input_iterator_tag;
-    using value_type = StreamEvent;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(ChatStream* s) : stream_(s) { ++*this; }
-    const StreamEvent& operator*() const { return *current_; }
-    const StreamEvent* operator->() const { return &*current_; }
-    iterator& operator++() {
-      current_ = stream_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return !current_.has_value(); }
-
-   private:
-    ChatStream* stream_ = nullptr;
-    std::optional<StreamEvent> current_;
-  };
+  using iterator = detail::PullIterator<ChatStream, StreamEvent>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 
