@@ -79,6 +79,9 @@ struct BatchSummary {
   size_t key_mismatches = 0;               // checkpoint records whose input changed (redone)
   std::vector<size_t> first_mismatches{};  // their first indices (up to 10)
   std::chrono::duration<double> elapsed{};
+  // From the start (checkpoint reading included) to the first request sent: how fast a resume
+  // gets going.
+  std::optional<std::chrono::duration<double>> first_request{};
   Usage usage{};
   std::optional<double> cost{};            // when pricing is known (cost tracking issue)
   std::map<std::string, size_t> errors{};  // by ErrorKind name

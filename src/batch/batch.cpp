@@ -51,12 +51,7 @@ BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_
         ErrorKind::invalid_request,
         fmt::format("BatchOptions.metadata_list has {} entries for {} inputs: give one per input",
                     options.metadata_list.size(), messages_list.size())));
-  size_t next = 0;
-  MessageSource source = [&]() -> std::optional<json> {
-    if (next >= messages_list.size()) return std::nullopt;
-    return messages_list[next++];
-  };
-  detail::BatchRunner runner(core(), options, std::move(source), messages_list.size());
+  detail::BatchRunner runner(core(), options, messages_list);
   BatchResult out;
   out.items.resize(messages_list.size());
   std::vector<bool> seen(messages_list.size(), false);
@@ -80,8 +75,8 @@ BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_
 }
 
 BatchIterator LLMClient::iter_chat_completions_batch(MessageSource source, BatchOptions options) {
-  return BatchIterator(std::make_unique<detail::BatchRunner>(core(), std::move(options),
-                                                             std::move(source), std::nullopt));
+  return BatchIterator(
+      std::make_unique<detail::BatchRunner>(core(), std::move(options), std::move(source)));
 }
 
 MessageSource jsonl_messages(const std::string& path) {

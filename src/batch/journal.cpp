@@ -18,6 +18,7 @@ namespace flexllm::detail {
 namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
+constexpr size_t kFlushBytes = 4 << 20;  // a flush also happens whenever this much is queued
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -227,8 +228,16 @@ std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref) {
   return item;
 }
 
-std::string format_record(const BatchResultItem& item, const RecordKey& key, const json* input,
-                          SaveInput save_input) {
+std::string saved_input(const json& messages, SaveInput save_input) {
+  if (save_input == SaveInput::none) return {};
+  const json& saved = save_input == SaveInput::last && messages.is_array() && !messages.empty()
+                          ? messages.back()
+                          : messages;
+  return saved.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string format_record(const BatchResultItem& item, const RecordKey& key,
+                          std::string_view input) {
   std::string out = R"({"index":)";
   append_uint(out, item.index);
   const bool ok = item.status != ItemStatus::error;
@@ -280,12 +289,9 @@ std::string format_record(const BatchResultItem& item, const RecordKey& key, con
     out.append(R"(,"metadata":)");
     out.append(item.metadata.dump(-1, ' ', false, json::error_handler_t::replace));
   }
-  if (input && save_input != SaveInput::none) {
+  if (!input.empty()) {
     out.append(R"(,"input":)");
-    const json& saved = save_input == SaveInput::last && input->is_array() && !input->empty()
-                            ? input->back()
-                            : *input;
-    out.append(saved.dump(-1, ' ', false, json::error_handler_t::replace));
+    out.append(input);
   }
   out.push_back('}');
   return out;
@@ -312,25 +318,30 @@ JournalWriter::~JournalWriter() {
 }
 
 void JournalWriter::append(std::string line) {
-  std::lock_guard lock(mu_);
-  pending_.append(line);
-  pending_.push_back('\n');
+  bool full;
+  {
+    std::lock_guard lock(mu_);
+    pending_.append(line);
+    pending_.push_back('\n');
+    full = pending_.size() >= kFlushBytes;
+  }
+  if (full) cv_.notify_one();  // memory stays bounded: flush early rather than buffer more
 }
 
 void JournalWriter::run() {
   std::unique_lock lock(mu_);
   while (!closing_) {
-    cv_.wait_for(lock, interval_, [this] { return closing_; });
-    std::string batch;
-    batch.swap(pending_);
+    cv_.wait_for(lock, interval_, [this] { return closing_ || pending_.size() >= kFlushBytes; });
+    writing_.swap(pending_);
     lock.unlock();
-    write_out(batch);
+    write_out(writing_);
+    writing_.clear();
     lock.lock();
   }
 }
 
 // Group commit: everything queued since the last flush, in one write, then one fsync.
-void JournalWriter::write_out(std::string& batch) {
+void JournalWriter::write_out(const std::string& batch) {
   if (batch.empty()) return;
   size_t done = 0;
   while (done < batch.size()) {

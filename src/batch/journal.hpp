@@ -48,9 +48,13 @@ std::optional<JournalScan> scan_journal(const std::string& path,
 // The full record at `ref` as an item (status restored). nullopt if it cannot be parsed.
 std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref);
 
-// One record line (no newline) for a finished item.
-std::string format_record(const BatchResultItem& item, const RecordKey& key, const json* input,
-                          SaveInput save_input);
+// The input as a record stores it (SaveInput::full: the messages; last: the last message; none:
+// nothing), serialised once when the request is sent.
+std::string saved_input(const json& messages, SaveInput save_input);
+
+// One record line (no newline) for a finished item; `input` is saved_input()'s text ("" = none).
+std::string format_record(const BatchResultItem& item, const RecordKey& key,
+                          std::string_view input);
 
 class JournalWriter {
  public:
@@ -66,7 +70,7 @@ class JournalWriter {
 
  private:
   void run();
-  void write_out(std::string& batch);
+  void write_out(const std::string& batch);
 
   std::string path_;
   int fd_ = -1;
@@ -74,6 +78,7 @@ class JournalWriter {
   std::mutex mu_;
   std::condition_variable cv_;
   std::string pending_;
+  std::string writing_;  // swapped with pending_ at each flush; both keep their capacity
   bool closing_ = false;
   std::thread thread_;
 };

@@ -45,12 +45,16 @@ double percentile(std::vector<double>& v, double p) {
 
 }  // namespace
 
-BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, MessageSource source,
-                         std::optional<size_t> total)
+BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, const std::vector<json>& inputs)
+    : BatchRunner(core, std::move(options), MessageSource()) {
+  inputs_ = &inputs;
+  total_ = inputs.size();
+}
+
+BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, MessageSource source)
     : core_(core),
       options_(std::move(options)),
       source_(std::move(source)),
-      total_(total),
       window_(std::max<size_t>(2 * static_cast<size_t>(core.config().concurrency_limit), 16)) {
   if (options_.batch_size == 0) options_.batch_size = 1;
   if (!options_.on_warning)
@@ -85,8 +89,27 @@ void BatchRunner::prepare() {
     if (!checkpoint_.empty())
       checkpoint_fd_ = ::open(options_.output_file.c_str(), O_RDONLY | O_CLOEXEC);
   }
+  if (inputs_) {
+    // What the checkpoint does not have goes first: new work starts at once, and the checking of
+    // finished records (a request body and a hash each) overlaps with it.
+    order_.reserve(inputs_->size());
+    for (size_t i = 0; i < inputs_->size(); ++i) {
+      const RecordRef* ref = checkpoint_record(i);
+      if (!ref || !ref->success) order_.push_back(i);
+    }
+    for (size_t i = 0; i < inputs_->size(); ++i) {
+      const RecordRef* ref = checkpoint_record(i);
+      if (ref && ref->success) order_.push_back(i);
+    }
+  }
   if (options_.show_progress)
     progress_ = std::make_unique<Progress>(total_, [this] { return core_.current_rate(); });
+}
+
+const RecordRef* BatchRunner::checkpoint_record(size_t index) const {
+  auto it = std::lower_bound(checkpoint_.begin(), checkpoint_.end(), index,
+                             [](const RecordRef& r, size_t i) { return r.index < i; });
+  return it != checkpoint_.end() && it->index == index ? &*it : nullptr;
 }
 
 json BatchRunner::metadata_for(size_t index) const {
@@ -101,12 +124,25 @@ void BatchRunner::dispatch() {
       exhausted_ = true;
       break;
     }
-    std::optional<json> messages = source_();
-    if (!messages) {
-      exhausted_ = true;
-      break;
+    size_t index;
+    std::optional<json> pulled;
+    const json* messages;
+    if (inputs_) {
+      if (order_pos_ >= order_.size()) {
+        exhausted_ = true;
+        break;
+      }
+      index = order_[order_pos_++];
+      messages = &(*inputs_)[index];
+    } else {
+      pulled = source_();
+      if (!pulled) {
+        exhausted_ = true;
+        break;
+      }
+      index = next_index_++;
+      messages = &*pulled;
     }
-    const size_t index = next_index_++;
     std::string url, body;
     try {
       std::tie(url, body) = core_.chat_request(*messages, options_.request, /*stream=*/false);
@@ -117,17 +153,15 @@ void BatchRunner::dispatch() {
       item.error = e;
       item.metadata = metadata_for(index);
       if (writer_)
-        writer_->append(
-            format_record(item, record_key(messages->dump()), &*messages, options_.save_input));
+        writer_->append(format_record(item, record_key(messages->dump()),
+                                      saved_input(*messages, options_.save_input)));
       account(item);
       ready_.push_back(std::move(item));
       continue;
     }
     const RecordKey key = record_key(body);
-    while (checkpoint_cursor_ < checkpoint_.size() && checkpoint_[checkpoint_cursor_].index < index)
-      ++checkpoint_cursor_;
-    if (checkpoint_cursor_ < checkpoint_.size() && checkpoint_[checkpoint_cursor_].index == index) {
-      const RecordRef& ref = checkpoint_[checkpoint_cursor_];
+    if (const RecordRef* found = checkpoint_record(index)) {
+      const RecordRef& ref = *found;
       if (ref.success && ref.key == key) {
         if (auto item = read_record(checkpoint_fd_, ref)) {
           if (item->metadata.is_null()) item->metadata = metadata_for(index);
@@ -143,7 +177,8 @@ void BatchRunner::dispatch() {
     Outcome seed;
     seed.index = index;
     seed.key = key;
-    if (writer_ && options_.save_input != SaveInput::none) seed.input = std::move(*messages);
+    if (writer_) seed.input = saved_input(*messages, options_.save_input);
+    if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
     auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
     job->return_raw = false;
     job->timeout = options_.request.timeout;
@@ -182,9 +217,7 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
       item.status = ItemStatus::error;
       item.error = std::move(o.error);
     }
-    if (writer_)
-      writer_->append(
-          format_record(item, o.key, o.input.is_null() ? nullptr : &o.input, options_.save_input));
+    if (writer_) writer_->append(format_record(item, o.key, o.input));
     account(item);
     ready.push_back(std::move(item));
   }

@@ -19,9 +19,11 @@ namespace flexllm::detail {
 
 class BatchRunner {
  public:
-  // `total`: the number of inputs when known (progress, ETA).
-  BatchRunner(ClientCore& core, BatchOptions options, MessageSource source,
-              std::optional<size_t> total);
+  // From a lazy source (indices in source order), or from `inputs` known up front: then the
+  // indices the checkpoint does not hold are sent first, and the others are checked and restored
+  // while those requests are in flight.
+  BatchRunner(ClientCore& core, BatchOptions options, MessageSource source);
+  BatchRunner(ClientCore& core, BatchOptions options, const std::vector<json>& inputs);
   ~BatchRunner();  // an unfinished batch is stopped: in-flight requests finish and are recorded
 
   // Up to batch_size newly completed items (blocks for at least one); false once all are done.
@@ -32,7 +34,7 @@ class BatchRunner {
   struct Outcome {
     size_t index = 0;
     RecordKey key{};
-    json input;  // kept only when the record saves it
+    std::string input;  // saved_input() text, when the record keeps the input
     std::optional<ChatResult> result;
     std::optional<Error> error;
   };
@@ -52,11 +54,15 @@ class BatchRunner {
   void account(const BatchResultItem& item);
   void finish();
   json metadata_for(size_t index) const;
+  const RecordRef* checkpoint_record(size_t index) const;
 
   ClientCore& core_;
   BatchOptions options_;
   MessageSource source_;
+  const std::vector<json>* inputs_ = nullptr;
   std::optional<size_t> total_;
+  std::vector<size_t> order_;  // inputs_ mode: the dispatch order
+  size_t order_pos_ = 0;
   size_t window_;
 
   std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
@@ -68,7 +74,6 @@ class BatchRunner {
   size_t next_index_ = 0;
   size_t in_flight_ = 0;
   std::vector<RecordRef> checkpoint_;  // sorted by index
-  size_t checkpoint_cursor_ = 0;
   int checkpoint_fd_ = -1;
   std::unique_ptr<JournalWriter> writer_;
   std::deque<BatchResultItem> ready_;

@@ -1,0 +1,140 @@
+// Batch scenarios S1 (with/without checkpoint), S3 (memory) and S4 (resume) of ../shared/bench.
+//
+//   batch_bench --base-url URL -n N -c C [--output FILE] [--iter] [--prefill K]
+//
+// --iter runs iter_chat_completions_batch over a generated lazy source (nothing held per item)
+// instead of chat_completions_batch over a vector. --prefill K first writes K finished records
+// for inputs 0..K-1 to FILE (not timed), so the run resumes them and sends only N-K requests.
+// Prints one JSON line: wall, req/s, time to the first newly answered item, peak RSS, counts.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <flexllm/flexllm.hpp>
+
+#include "batch/journal.hpp"
+#include "engine/client_core.hpp"
+
+namespace {
+
+flexllm::json messages_for(size_t i) {
+  char id[24];
+  std::snprintf(id, sizeof id, "%06zu", i);
+  return flexllm::json::array(
+      {{{"role", "system"},
+        {"content", "You are a concise assistant that summarises business documents."}},
+       {{"role", "user"},
+        {"content",
+         std::string("Summarise the attached quarterly report in two sentences, focusing on "
+                     "revenue growth and margins. Report id: ") +
+             id}}});
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+[[noreturn]] void usage() {
+  std::fprintf(stderr,
+               "usage: batch_bench --base-url URL -n N -c C [--output FILE] [--iter] "
+               "[--prefill K]\n");
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string base_url, output;
+  size_t n = 0, prefill = 0;
+  int c = 0;
+  bool iter = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage();
+      return argv[++i];
+    };
+    if (a == "--base-url") {
+      base_url = value();
+    } else if (a == "-n") {
+      n = std::strtoull(value().c_str(), nullptr, 10);
+    } else if (a == "-c") {
+      c = std::atoi(value().c_str());
+    } else if (a == "--output") {
+      output = value();
+    } else if (a == "--iter") {
+      iter = true;
+    } else if (a == "--prefill") {
+      prefill = std::strtoull(value().c_str(), nullptr, 10);
+    } else {
+      usage();
+    }
+  }
+  if (base_url.empty() || n == 0 || c <= 0 || (prefill && output.empty())) usage();
+
+  flexllm::LLMClient client({.base_url = base_url,
+                             .api_key = "sk-bench-0000000000000000",
+                             .model = "gpt-4o-mini",
+                             .concurrency_limit = c,
+                             .retry_times = 0,
+                             .proxy = ""});
+  const flexllm::RequestOptions request{.temperature = 0.2, .max_tokens = 256};
+  if (prefill) {
+    // Records as a finished run would have left them (keys computed the same way).
+    std::ofstream f(output, std::ios::trunc);
+    for (size_t i = 0; i < prefill; ++i) {
+      auto [url, body] = client.core().chat_request(messages_for(i), request, false);
+      flexllm::BatchResultItem item;
+      item.index = i;
+      flexllm::ChatResult r;
+      r.content = "Revenue grew 12% year over year.";
+      r.usage = flexllm::Usage{48, 29, 77};
+      r.finish_reason = "stop";
+      r.attempts = 1;
+      item.result = std::move(r);
+      f << flexllm::detail::format_record(item, flexllm::detail::record_key(body), "") << '\n';
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  double first_new = -1;  // iterator: first new item answered; batch: first request sent
+  size_t ok = 0, failed = 0, restored = 0;
+  auto seen = [&](const flexllm::BatchResultItem& item) {
+    if (item.status == flexllm::ItemStatus::restored) {
+      ++restored;
+      return;
+    }
+    if (iter && first_new < 0)
+      first_new = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    item.status == flexllm::ItemStatus::error ? ++failed : ++ok;
+  };
+  flexllm::BatchOptions options{.output_file = output, .request = request};
+  if (iter) {
+    size_t next = 0;
+    flexllm::MessageSource source = [&]() -> std::optional<flexllm::json> {
+      if (next >= n) return std::nullopt;
+      return messages_for(next++);
+    };
+    options.batch_size = 64;
+    for (const auto& item : client.iter_chat_completions_batch(source, options)) seen(item);
+  } else {
+    std::vector<flexllm::json> inputs;
+    inputs.reserve(n);
+    for (size_t i = 0; i < n; ++i) inputs.push_back(messages_for(i));
+    auto result = client.chat_completions_batch(inputs, options);
+    for (const auto& item : result.items) seen(item);
+    if (result.summary.first_request) first_new = result.summary.first_request->count();
+  }
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "{\"n\":%zu,\"ok\":%zu,\"failed\":%zu,\"restored\":%zu,\"wall_s\":%.3f,\"req_s\":%.0f,"
+      "\"first_new_s\":%.3f,\"peak_rss_mb\":%.1f}\n",
+      n, ok, failed, restored, wall, static_cast<double>(ok + failed) / wall, first_new,
+      peak_rss_mb());
+  return failed == 0 ? 0 : 1;
+}
