@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -242,7 +243,10 @@ std::string format_record(const BatchResultItem& item, const RecordKey& key,
   append_uint(out, item.index);
   const bool ok = item.status != ItemStatus::error;
   out.append(ok ? R"(,"status":"success","key":")" : R"(,"status":"error","key":")");
-  out.append(key_hex(key));
+  for (uint8_t b : key) {  // key_hex(), without a temporary
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
   out.push_back('"');
   if (ok && item.result) {
     const ChatResult& r = *item.result;
@@ -269,14 +273,15 @@ std::string format_record(const BatchResultItem& item, const RecordKey& key,
     out.append(R"(,"finish_reason":)");
     append_json_string(out, r.finish_reason);
     if (r.usage) {
-      out.append(
-          fmt::format(R"(,"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{})",
-                      r.usage->prompt_tokens, r.usage->completion_tokens, r.usage->total_tokens));
+      fmt::format_to(std::back_inserter(out),
+                     R"(,"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{})",
+                     r.usage->prompt_tokens, r.usage->completion_tokens, r.usage->total_tokens);
       if (r.usage->reasoning_tokens)
-        out.append(fmt::format(R"(,"reasoning_tokens":{})", *r.usage->reasoning_tokens));
+        fmt::format_to(std::back_inserter(out), R"(,"reasoning_tokens":{})",
+                       *r.usage->reasoning_tokens);
       out.push_back('}');
     }
-    out.append(fmt::format(R"(,"attempts":{})", r.attempts));
+    fmt::format_to(std::back_inserter(out), R"(,"attempts":{})", r.attempts);
   } else if (item.error) {
     out.append(R"(,"error":)");
     append_json_string(out, item.error->what());
@@ -284,7 +289,7 @@ std::string format_record(const BatchResultItem& item, const RecordKey& key,
     out.append(to_string(item.error->kind()));
     out.push_back('"');
   }
-  out.append(fmt::format(R"(,"latency":{:.4f})", item.latency.count()));
+  fmt::format_to(std::back_inserter(out), R"(,"latency":{:.4f})", item.latency.count());
   if (!item.metadata.is_null()) {
     out.append(R"(,"metadata":)");
     out.append(item.metadata.dump(-1, ' ', false, json::error_handler_t::replace));
