@@ -1,9 +1,11 @@
 // Batch scenarios S1 (with/without checkpoint), S3 (memory) and S4 (resume) of ../shared/bench.
 //
-//   batch_bench --base-url URL -n N -c C [--output FILE] [--iter] [--prefill K]
+//   batch_bench --base-url URL -n N -c C [--output FILE] [--iter [--input JSONL]] [--prefill K]
+//   batch_bench --compact FILE        # S4: compaction time of an existing checkpoint
 //
 // --iter runs iter_chat_completions_batch over a generated lazy source (nothing held per item)
-// instead of chat_completions_batch over a vector. --prefill K first writes K finished records
+// (or over the JSONL file --input, through jsonl_messages) instead of chat_completions_batch over
+// a vector. --prefill K first writes K finished records
 // for inputs 0..K-1 to FILE (not timed), so the run resumes them and sends only N-K requests.
 // Prints one JSON line: wall, req/s, time to the first newly answered item, peak RSS, counts.
 #include <sys/resource.h>
@@ -41,16 +43,26 @@ double peak_rss_mb() {
 }
 
 [[noreturn]] void usage() {
-  std::fprintf(stderr,
-               "usage: batch_bench --base-url URL -n N -c C [--output FILE] [--iter] "
-               "[--prefill K]\n");
+  std::fprintf(
+      stderr,
+      "usage: batch_bench --base-url URL -n N -c C [--output FILE] [--iter [--input JSONL]] "
+      "[--prefill K]\n");
   std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string base_url, output;
+  if (argc == 3 && std::string(argv[1]) == "--compact") {
+    // Times the compaction of an existing checkpoint file alone.
+    const auto t0 = std::chrono::steady_clock::now();
+    flexllm::detail::compact_journal(argv[2]);
+    std::printf("{\"compact_s\":%.3f,\"peak_rss_mb\":%.1f}\n",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                peak_rss_mb());
+    return 0;
+  }
+  std::string base_url, output, input;
   size_t n = 0, prefill = 0;
   int c = 0;
   bool iter = false;
@@ -68,6 +80,8 @@ int main(int argc, char** argv) {
       c = std::atoi(value().c_str());
     } else if (a == "--output") {
       output = value();
+    } else if (a == "--input") {
+      input = value();
     } else if (a == "--iter") {
       iter = true;
     } else if (a == "--prefill") {
@@ -121,6 +135,7 @@ int main(int argc, char** argv) {
       return messages_for(next++);
     };
     options.batch_size = 64;
+    if (!input.empty()) source = flexllm::jsonl_messages(input);
     for (const auto& item : client.iter_chat_completions_batch(source, options)) seen(item);
   } else {
     std::vector<flexllm::json> inputs;

@@ -35,14 +35,6 @@ class BatchJob final : public Job {
   BatchRunner::Outcome outcome_;
 };
 
-double percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size()))) - 1;
-  k = std::min(k, v.size() - 1);
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 }  // namespace
 
 BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, const std::vector<json>& inputs)
@@ -237,7 +229,7 @@ void BatchRunner::account(const BatchResultItem& item) {
   if (item.result && item.status != ItemStatus::restored) {
     if (item.result->attempts > 1)
       summary_.retries += static_cast<size_t>(item.result->attempts - 1);
-    latencies_.push_back(item.result->latency.count());
+    latencies_.add(item.result->latency.count());
   }
   if (item.result && item.result->usage) {
     summary_.usage.prompt_tokens += item.result->usage->prompt_tokens;
@@ -282,10 +274,9 @@ void BatchRunner::finish() {
   const bool stopped = options_.stop && options_.stop->requested();
   if (total_ && summary_.total < *total_) summary_.not_run = *total_ - summary_.total;
   summary_.elapsed = Clock::now() - start_;
-  std::vector<double> l = latencies_;
-  summary_.latency_p50 = percentile(l, 0.50);
-  summary_.latency_p95 = percentile(l, 0.95);
-  summary_.latency_p99 = percentile(l, 0.99);
+  summary_.latency_p50 = latencies_.percentile(0.50);
+  summary_.latency_p95 = latencies_.percentile(0.95);
+  summary_.latency_p99 = latencies_.percentile(0.99);
   const double secs = summary_.elapsed.count();
   summary_.throughput =
       secs > 0 ? static_cast<double>(summary_.success + summary_.failed + summary_.cached) / secs

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch/journal.hpp"
+#include "batch/latency_histogram.hpp"
 #include "batch/progress.hpp"
 #include "engine/client_core.hpp"
 #include "flexllm/batch.hpp"
@@ -78,7 +79,7 @@ class BatchRunner {
   std::unique_ptr<JournalWriter> writer_;
   std::deque<BatchResultItem> ready_;
   BatchSummary summary_;
-  std::vector<double> latencies_;
+  LatencyHistogram latencies_;
   Clock::time_point start_{};
   std::unique_ptr<Progress> progress_;
 };

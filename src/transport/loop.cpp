@@ -149,7 +149,20 @@ Loop::TimerId Loop::add_timer(Clock::time_point at, Task task) {
 }
 
 void Loop::cancel_timer(TimerId id) {
-  timer_tasks_.erase(id);
+  if (timer_tasks_.erase(id) == 0) return;
+  // Cancelled entries stay in the heap until they come due; per-request timeouts are cancelled
+  // almost always, so without this purge a long batch would pile up one entry per request for
+  // the whole timeout (millions of them).
+  if (++cancelled_timers_ > 1024 && cancelled_timers_ > timers_.size() / 2) {
+    std::vector<TimerEntry> live;
+    live.reserve(timer_tasks_.size());
+    while (!timers_.empty()) {
+      if (timer_tasks_.count(timers_.top().id)) live.push_back(timers_.top());
+      timers_.pop();
+    }
+    timers_ = decltype(timers_)(std::greater<>(), std::move(live));
+    cancelled_timers_ = 0;
+  }
 }
 
 void Loop::reserve_connections(long n) {
@@ -209,7 +222,10 @@ void Loop::run_timers() {
     TimerId id = timers_.top().id;
     timers_.pop();
     auto it = timer_tasks_.find(id);
-    if (it == timer_tasks_.end()) continue;  // cancelled
+    if (it == timer_tasks_.end()) {  // cancelled
+      if (cancelled_timers_ > 0) --cancelled_timers_;
+      continue;
+    }
     Task task = std::move(it->second);
     timer_tasks_.erase(it);
     task();

@@ -168,6 +168,7 @@ class Loop {
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
   std::unordered_map<TimerId, Task> timer_tasks_;
   TimerId next_timer_ = 1;
+  size_t cancelled_timers_ = 0;  // cancelled entries still in timers_
   bool curl_timer_armed_ = false;
   Clock::time_point curl_deadline_{};
   long max_connections_ = 0;
