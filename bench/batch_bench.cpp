@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
     item.status == flexllm::ItemStatus::error ? ++failed : ++ok;
   };
   flexllm::BatchOptions options{.output_file = output, .request = request};
+  if (getenv("BATCH_BENCH_NO_INPUT")) options.save_input = flexllm::SaveInput::none;
   if (iter) {
     size_t next = 0;
     flexllm::MessageSource source = [&]() -> std::optional<flexllm::json> {

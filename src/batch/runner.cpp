@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "core/json_scan.hpp"
+
 namespace flexllm::detail {
 namespace {
 
@@ -169,7 +171,13 @@ void BatchRunner::dispatch() {
     Outcome seed;
     seed.index = index;
     seed.key = key;
-    if (writer_) seed.input = saved_input(*messages, options_.save_input);
+    if (writer_ && options_.save_input != SaveInput::none) {
+      // The body carries the messages already serialised: reuse those bytes when it can.
+      std::string_view embedded = core_.adapter().embedded_messages(body);
+      if (options_.save_input == SaveInput::last) embedded = json_last_element(embedded);
+      seed.input =
+          embedded.empty() ? saved_input(*messages, options_.save_input) : std::string(embedded);
+    }
     if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
     auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
     job->return_raw = false;

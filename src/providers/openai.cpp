@@ -1,5 +1,6 @@
 #include "providers/openai.hpp"
 
+#include "core/json_scan.hpp"
 #include "core/json_write.hpp"
 #include "core/status.hpp"
 
@@ -477,6 +478,15 @@ std::string OpenAIAdapter::error_message(std::string_view body) const {
     if (!e.is_null()) return simdjson::minify(e);
   }
   return {};
+}
+
+std::string_view OpenAIAdapter::embedded_messages(std::string_view body) const {
+  constexpr std::string_view kKey = R"("messages":)";
+  size_t at = body.find(kKey);
+  if (at == std::string_view::npos) return {};
+  at += kKey.size();
+  size_t end = json_value_end(body, at);
+  return end == std::string_view::npos ? std::string_view() : body.substr(at, end - at);
 }
 
 std::string OpenAIAdapter::models_url(const Endpoint& ep) const {

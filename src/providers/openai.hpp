@@ -23,6 +23,7 @@ class OpenAIAdapter final : public ProviderAdapter {
                                            ChatResult& out) const override;
   std::unique_ptr<StreamDecoder> make_stream_decoder(const Endpoint& ep) const override;
   std::string error_message(std::string_view body) const override;
+  std::string_view embedded_messages(std::string_view body) const override;
   std::string models_url(const Endpoint& ep) const override;
   std::variant<std::vector<std::string>, Error> parse_models(const Endpoint& ep,
                                                              std::string_view body) const override;

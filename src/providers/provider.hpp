@@ -69,6 +69,10 @@ class ProviderAdapter {
   // The human-readable message inside an error reply ("" when the body has none).
   virtual std::string error_message(std::string_view body) const = 0;
 
+  // The messages array exactly as build_chat_body() embedded it in `body`, or "" when the dialect
+  // rewrites messages (callers then serialise them themselves). Saves a second serialisation.
+  virtual std::string_view embedded_messages(std::string_view /*body*/) const { return {}; }
+
   virtual std::string models_url(const Endpoint& ep) const = 0;
   // Model ids from the models reply; ErrorKind::parse on a body that is not one.
   virtual std::variant<std::vector<std::string>, Error> parse_models(

@@ -5,6 +5,7 @@
 #include "batch/journal.hpp"
 #include "batch/latency_histogram.hpp"
 #include "batch/progress.hpp"
+#include "core/json_scan.hpp"
 
 namespace flexllm::detail {
 namespace {
@@ -89,6 +90,27 @@ TEST(ProgressLine, ShowsCountsRateEtaAndTheRateCap) {
   EXPECT_NE(line.find("tokens 1234"), std::string::npos) << line;
   EXPECT_NE(line.find("rate 12.5/s"), std::string::npos) << line;
   EXPECT_EQ(Progress::line(s, std::nullopt, 0, INFINITY).find("rate"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flexllm::detail
+
+namespace flexllm::detail {
+namespace {
+
+TEST(JsonScan, FindsValuesAndTheLastElement) {
+  std::string_view body =
+      R"({"model":"m","messages":[{"role":"user","content":"a \"]} ["},{"role":"user","content":"b"}],"n":1})";
+  size_t at = body.find(R"("messages":)") + 11;
+  size_t end = json_value_end(body, at);
+  ASSERT_NE(end, std::string_view::npos);
+  std::string_view messages = body.substr(at, end - at);
+  EXPECT_EQ(nlohmann::json::parse(messages).size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(json_last_element(messages))["content"], "b");
+  EXPECT_EQ(json_last_element("[]"), "");
+  EXPECT_EQ(json_last_element("[1,2,3]"), "3");
+  EXPECT_EQ(json_value_end("[1,[2", 0), std::string_view::npos);
+  EXPECT_EQ(json_value_end("12,", 0), 2u);
 }
 
 }  // namespace
