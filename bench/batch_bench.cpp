@@ -18,23 +18,12 @@
 
 #include <flexllm/flexllm.hpp>
 
+#include "fixture_request.hpp"
+
 #include "batch/journal.hpp"
 #include "engine/client_core.hpp"
 
 namespace {
-
-flexllm::json messages_for(size_t i) {
-  char id[24];
-  std::snprintf(id, sizeof id, "%06zu", i);
-  return flexllm::json::array(
-      {{{"role", "system"},
-        {"content", "You are a concise assistant that summarises business documents."}},
-       {{"role", "user"},
-        {"content",
-         std::string("Summarise the attached quarterly report in two sentences, focusing on "
-                     "revenue growth and margins. Report id: ") +
-             id}}});
-}
 
 double peak_rss_mb() {
   rusage ru{};
@@ -103,7 +92,7 @@ int main(int argc, char** argv) {
     // Records as a finished run would have left them (keys computed the same way).
     std::ofstream f(output, std::ios::trunc);
     for (size_t i = 0; i < prefill; ++i) {
-      auto [url, body] = client.core().chat_request(messages_for(i), request, false);
+      auto [url, body] = client.core().chat_request(bench::fixture_messages(i), request, false);
       flexllm::BatchResultItem item;
       item.index = i;
       flexllm::ChatResult r;
@@ -133,7 +122,7 @@ int main(int argc, char** argv) {
     size_t next = 0;
     flexllm::MessageSource source = [&]() -> std::optional<flexllm::json> {
       if (next >= n) return std::nullopt;
-      return messages_for(next++);
+      return bench::fixture_messages(next++);
     };
     options.batch_size = 64;
     if (!input.empty()) source = flexllm::jsonl_messages(input);
@@ -141,7 +130,7 @@ int main(int argc, char** argv) {
   } else {
     std::vector<flexllm::json> inputs;
     inputs.reserve(n);
-    for (size_t i = 0; i < n; ++i) inputs.push_back(messages_for(i));
+    for (size_t i = 0; i < n; ++i) inputs.push_back(bench::fixture_messages(i));
     auto result = client.chat_completions_batch(inputs, options);
     for (const auto& item : result.items) seen(item);
     if (result.summary.first_request) first_new = result.summary.first_request->count();

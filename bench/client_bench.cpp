@@ -15,21 +15,9 @@
 
 #include <flexllm/flexllm.hpp>
 
-namespace {
+#include "fixture_request.hpp"
 
-// The shared fixture request (fixtures/request.json), with the report id varied per request.
-flexllm::json messages_for(int i) {
-  char id[16];
-  std::snprintf(id, sizeof id, "%06d", i);
-  return flexllm::json::array(
-      {{{"role", "system"},
-        {"content", "You are a concise assistant that summarises business documents."}},
-       {{"role", "user"},
-        {"content",
-         std::string("Summarise the attached quarterly report in two sentences, focusing on "
-                     "revenue growth and margins. Report id: ") +
-             id}}});
-}
+namespace {
 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
@@ -94,8 +82,8 @@ int main(int argc, char** argv) {
     long next = 0;
     while (next < n || !window.empty()) {
       while (next < n && static_cast<long>(window.size()) < c)
-        window.push_back(
-            client.chat_completions_stream(messages_for(static_cast<int>(next++)), options));
+        window.push_back(client.chat_completions_stream(
+            bench::fixture_messages(static_cast<size_t>(next++)), options));
       try {
         content_bytes += window.front().result().content.size();
         ++ok;
@@ -121,8 +109,8 @@ int main(int argc, char** argv) {
     };
     while (next < n || !window.empty()) {
       while (next < n && static_cast<long>(window.size()) < 2 * c)
-        window.push_back(
-            client.chat_completions_async(messages_for(static_cast<int>(next++)), options));
+        window.push_back(client.chat_completions_async(
+            bench::fixture_messages(static_cast<size_t>(next++)), options));
       take();
       while (!window.empty() &&
              window.front().wait_for(std::chrono::seconds(0)) == std::future_status::ready)
