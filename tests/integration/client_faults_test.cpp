@@ -43,7 +43,7 @@ TEST(ClientRetry, TransientFaultsAreAbsorbed) {
   MockServer mock({.seed = 3,
                    .faults = {.http_error = 0.1, .rate_429 = 0.1, .drop = 0.1, .malformed = 0.1},
                    .retry_after = 1ms});
-  LLMClient client(fast_retries(mock, 6));
+  LLMClient client(fast_retries(mock, 20));  // 0.4^21: no request runs out of retries
   std::vector<std::future<ChatResult>> futures;
   for (int i = 0; i < 300; ++i)
     futures.push_back(client.chat_completions_async(user("t" + std::to_string(i))));
@@ -219,7 +219,7 @@ TEST(ClientFaults, TruncatedStreamIsAnErrorNotASilentSuccess) {
 
 TEST(ClientFaults, StreamsRetryBeforeTheirFirstEvent) {
   MockServer mock({.seed = 5, .faults = {.http_error = 0.5}});
-  LLMClient client(fast_retries(mock, 8));
+  LLMClient client(fast_retries(mock, 20));
   for (int i = 0; i < 20; ++i)
     EXPECT_FALSE(client.chat_completions_stream(user("r")).result().content.empty());
   EXPECT_GT(mock.stats(false).count(Outcome::http_error), 5u);
