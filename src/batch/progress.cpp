@@ -30,7 +30,7 @@ std::string Progress::line(const BatchSummary& s, std::optional<size_t> total, s
     out += fmt::format(" | ETA {:.0f}s", static_cast<double>(*total - done) / rps);
   out += fmt::format(" | ok {} failed {} cached {} restored {}", s.success, s.failed, s.cached,
                      s.restored);
-  out += fmt::format(" | retries {} | in flight {} | tokens {}", s.retries, in_flight,
+  out += fmt::format(" | retries {} | pending {} | tokens {}", s.retries, in_flight,
                      s.usage.total_tokens);
   if (std::isfinite(rate)) out += fmt::format(" | rate {:.1f}/s", rate);
   return out;

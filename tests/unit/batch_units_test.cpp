@@ -86,7 +86,7 @@ TEST(ProgressLine, ShowsCountsRateEtaAndTheRateCap) {
   EXPECT_NE(line.find("ETA 10s"), std::string::npos) << line;
   EXPECT_NE(line.find("ok 40 failed 5 cached 0 restored 5"), std::string::npos) << line;
   EXPECT_NE(line.find("retries 3"), std::string::npos) << line;
-  EXPECT_NE(line.find("in flight 7"), std::string::npos) << line;
+  EXPECT_NE(line.find("pending 7"), std::string::npos) << line;
   EXPECT_NE(line.find("tokens 1234"), std::string::npos) << line;
   EXPECT_NE(line.find("rate 12.5/s"), std::string::npos) << line;
   EXPECT_EQ(Progress::line(s, std::nullopt, 0, INFINITY).find("rate"), std::string::npos);
