@@ -66,7 +66,6 @@ class JournalWriter {
 
   void append(std::string line);  // queued; durable at the next flush
   void close();                   // final flush + fsync
-  int fd() const { return fd_; }
 
  private:
   void run();

@@ -95,7 +95,6 @@ class ClientCore {
   // Current rate cap in requests/s (infinity when unlimited); any thread.
   double current_rate() const { return rate_snapshot_.load(std::memory_order_relaxed); }
 
-  bool native() const { return native_.has_value(); }
   // Builds a chat job's URL and body (caller's thread) after validating messages and options.
   std::pair<std::string, std::string> chat_request(const json& messages,
                                                    const RequestOptions& options,

@@ -39,7 +39,6 @@ class ResponseParser {
   bool started() const { return started_; }  // any byte of a response seen
   bool in_body() const { return state_ >= State::body_length && state_ != State::done; }
   bool keep_alive() const { return keep_alive_; }
-  int status() const { return status_; }
   const std::string& error() const { return error_; }
 
  private:
