@@ -1,13 +1,15 @@
 // Batch scenarios S1 (with/without checkpoint), S3 (memory) and S4 (resume) of ../shared/bench.
 //
-//   batch_bench --base-url URL -n N -c C [--output FILE] [--iter [--input JSONL]] [--prefill K]
+//   batch_bench --base-url URL -n N -c C [--output FILE] [--iter|--source [--input JSONL]]
+//               [--prefill K]
 //   batch_bench --compact FILE        # S4: compaction time of an existing checkpoint
 //
 // --iter runs iter_chat_completions_batch over a generated lazy source (nothing held per item)
 // (or over the JSONL file --input, through jsonl_messages) instead of chat_completions_batch over
-// a vector. --prefill K first writes K finished records
-// for inputs 0..K-1 to FILE (not timed), so the run resumes them and sends only N-K requests.
-// Prints one JSON line: wall, req/s, time to the first newly answered item, peak RSS, counts.
+// a vector; --source runs chat_completions_batch (input-aligned results) over that lazy source.
+// --prefill K first writes K finished records for inputs 0..K-1 to FILE (not timed), so the run
+// resumes them and sends only N-K requests. Prints one JSON line: wall, req/s, time to the first
+// newly answered item, peak RSS, counts.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -34,7 +36,8 @@ double peak_rss_mb() {
 [[noreturn]] void usage() {
   std::fprintf(
       stderr,
-      "usage: batch_bench --base-url URL -n N -c C [--output FILE] [--iter [--input JSONL]] "
+      "usage: batch_bench --base-url URL -n N -c C [--output FILE] [--iter|--source [--input "
+      "JSONL]] "
       "[--prefill K]\n");
   std::exit(2);
 }
@@ -54,7 +57,7 @@ int main(int argc, char** argv) {
   std::string base_url, output, input;
   size_t n = 0, prefill = 0;
   int c = 0;
-  bool iter = false;
+  bool iter = false, from_source = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -73,6 +76,8 @@ int main(int argc, char** argv) {
       input = value();
     } else if (a == "--iter") {
       iter = true;
+    } else if (a == "--source") {
+      from_source = true;
     } else if (a == "--prefill") {
       prefill = std::strtoull(value().c_str(), nullptr, 10);
     } else {
@@ -118,15 +123,21 @@ int main(int argc, char** argv) {
   };
   flexllm::BatchOptions options{.output_file = output, .request = request};
   if (getenv("BATCH_BENCH_NO_INPUT")) options.save_input = flexllm::SaveInput::none;
+  size_t next = 0;
+  flexllm::MessageSource source(
+      [&]() -> std::optional<flexllm::json> {
+        if (next >= n) return std::nullopt;
+        return bench::fixture_messages(next++);
+      },
+      n);
+  if (!input.empty()) source = flexllm::jsonl_messages(input);
   if (iter) {
-    size_t next = 0;
-    flexllm::MessageSource source = [&]() -> std::optional<flexllm::json> {
-      if (next >= n) return std::nullopt;
-      return bench::fixture_messages(next++);
-    };
     options.batch_size = 64;
-    if (!input.empty()) source = flexllm::jsonl_messages(input);
     for (const auto& item : client.iter_chat_completions_batch(source, options)) seen(item);
+  } else if (from_source) {
+    auto result = client.chat_completions_batch(source, options);
+    for (const auto& item : result.items) seen(item);
+    if (result.summary.first_request) first_new = result.summary.first_request->count();
   } else {
     std::vector<flexllm::json> inputs;
     inputs.reserve(n);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "flexllm/detail/pull_iterator.hpp"
@@ -60,7 +61,8 @@ struct BatchResultItem {
   size_t index = 0;
   ItemStatus status = ItemStatus::success;
   std::optional<ChatResult> result{};  // success, cached, restored
-  std::optional<Error> error{};        // error
+  // error: the typed failure (rethrow() raises its subclass). Shared, so an item stays small.
+  std::shared_ptr<const Error> error{};
   json metadata{};
   std::chrono::duration<double> latency{};
 
@@ -124,13 +126,42 @@ class BatchIterator {
   size_t position_ = 0;
 };
 
-// A lazy source of requests for the iterator: returns the next messages array, or nullopt at the
-// end. Called on the iterating thread.
-using MessageSource = std::function<std::optional<json>()>;
+// A lazy source of requests: a callable returning the next messages array, or nullopt at the end
+// (called on the batch caller's thread), and optionally how many it will yield. A known size
+// gives the progress display a total and lets an input-aligned batch allocate its results once;
+// it is asked for only when needed (an input-aligned batch, or show_progress).
+class MessageSource {
+ public:
+  using Next = std::function<std::optional<json>()>;
+  using Size = std::function<size_t()>;
+
+  MessageSource() = default;
+  // Any callable returning std::optional<json>, optionally with its size (a count or a callable
+  // computing it on demand).
+  template <class F>
+  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next)
+      : next_(std::move(next)) {}  // NOLINT: implicit, like std::function
+  template <class F>
+  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next, size_t size)
+      : next_(std::move(next)), size_([size] { return size; }) {}
+  template <class F>
+  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next, Size size)
+      : next_(std::move(next)), size_(std::move(size)) {}
+
+  std::optional<json> operator()() const { return next_(); }
+  explicit operator bool() const { return static_cast<bool>(next_); }
+  bool knows_size() const { return static_cast<bool>(size_); }
+  size_t size() const { return size_(); }  // only when knows_size()
+
+ private:
+  Next next_;
+  Size size_;
+};
 
 // Messages from a JSONL file, one request per line: a messages array, or an object with
-// "messages" (other fields are ignored here). Throws InvalidRequestError naming the file and line
-// for a line that is neither.
+// "messages" (other fields are ignored here). Blank lines are skipped. Throws InvalidRequestError
+// naming the file and line for a line that is neither. Its size is the number of non-blank lines,
+// counted by one extra pass over the file when first asked for.
 MessageSource jsonl_messages(const std::string& path);
 
 }  // namespace flexllm

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "flexllm/batch.hpp"
+#include "flexllm/cache.hpp"
 #include "flexllm/errors.hpp"
 #include "flexllm/runtime.hpp"
 #include "flexllm/stream.hpp"
@@ -63,6 +64,8 @@ struct ClientConfig {
   std::map<std::string, std::string> headers{};  // extra HTTP headers on every request
   bool verify_tls = true;
   Transport transport = Transport::automatic;
+  // Response cache: off by default; ResponseCacheConfig::ipc() / local() / redis(url) turn it on.
+  ResponseCacheConfig cache{};
   std::shared_ptr<Runtime> runtime{};  // the process-wide runtime when null
 
   // Throws InvalidRequestError naming the offending field.
@@ -97,10 +100,16 @@ class LLMClient {
   // a metadata_list of the wrong length or an output file that cannot be written.
   BatchResult chat_completions_batch(const std::vector<json>& messages_list,
                                      const BatchOptions& options = {});
+  // The same over a lazy source (e.g. jsonl_messages(path)): input-aligned items without the
+  // inputs ever being held in memory. metadata_list, when given, should have one entry per input
+  // the source yields (a warning otherwise); a stop request leaves the rest of the source unread.
+  BatchResult chat_completions_batch(MessageSource source, const BatchOptions& options = {});
   // The same over a lazy source, yielding items as they complete (see BatchIterator).
   BatchIterator iter_chat_completions_batch(MessageSource source, BatchOptions options = {});
   // Model ids the endpoint offers.
   std::vector<std::string> model_list();
+  // The client's response cache: stats() and clear() (a disabled cache counts nothing).
+  ResponseCache& cache();
 
   Provider provider() const;
   const ClientConfig& config() const;

@@ -26,7 +26,7 @@ struct ToolCallDelta {
 struct StreamEvent {
   enum Kind { thinking, content, tool_call, usage, done };
   Kind kind = content;
-  std::string text;                            // thinking / content: the new text
+  std::string text{};                          // thinking / content: the new text
   std::optional<ToolCallDelta> tool{};         // tool_call
   std::optional<Usage> usage_info{};           // usage
   std::shared_ptr<const ChatResult> result{};  // done: the assembled result (finish_reason set)

@@ -6,6 +6,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -43,6 +45,28 @@ struct ToolCall {
 // token budget. Mapped per provider and thinking style (README, SPEC §9).
 using Thinking = std::variant<bool, std::string, int>;
 
+namespace detail {
+// A result's raw reply, shared between copies of the result: one pointer wide, since results are
+// held by the hundred thousand in batches (a std::shared_ptr would take two).
+class RawRef {
+ public:
+  struct Cache;  // the text, parsed once on demand (types.cpp)
+  RawRef() = default;
+  explicit RawRef(std::string text);
+  RawRef(const RawRef& other) noexcept;
+  RawRef(RawRef&& other) noexcept : cache_(std::exchange(other.cache_, nullptr)) {}
+  RawRef& operator=(RawRef other) noexcept {
+    std::swap(cache_, other.cache_);
+    return *this;
+  }
+  ~RawRef();
+  Cache* get() const noexcept { return cache_; }
+
+ private:
+  Cache* cache_ = nullptr;
+};
+}  // namespace detail
+
 struct ChatResult {
   std::string content;                     // the answer (think-tags removed)
   std::optional<std::string> reasoning{};  // the model's reasoning, when it returned any
@@ -50,9 +74,11 @@ struct ChatResult {
   std::vector<ToolCall> tool_calls{};
   std::string finish_reason;                // "stop", "length", "tool_calls", …
   bool cached = false;                      // served from the response cache
-  std::chrono::duration<double> latency{};  // from submission to the complete reply
   int attempts = 0;                         // HTTP attempts made (1 = no retry)
-  std::string endpoint;                     // base URL of the endpoint that answered
+  std::chrono::duration<double> latency{};  // from submission to the complete reply
+  // Base URL of the endpoint that answered. Points into a process-lifetime table of base URLs, so
+  // it never dangles and a result carries no copy of it.
+  std::string_view endpoint{};
 
   // The provider's raw JSON reply. Kept only when RequestOptions::return_raw is set (it costs
   // memory per result); otherwise null.
@@ -60,8 +86,7 @@ struct ChatResult {
   void set_raw(std::string body);  // the raw reply text; parsed on first raw()
 
  private:
-  struct RawCache;
-  std::shared_ptr<RawCache> raw_;
+  detail::RawRef raw_;
 };
 
 // Per-request options. Unset fields leave the server's defaults.

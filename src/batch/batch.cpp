@@ -1,4 +1,6 @@
 // The batch entry points of LLMClient, the iterator, and JSONL sources.
+#include <algorithm>
+#include <deque>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -44,6 +46,21 @@ BatchSummary BatchIterator::summary() const {
   return runner_ ? runner_->summary() : BatchSummary{};
 }
 
+namespace {
+
+// Items a stop request left undone.
+BatchResultItem not_run_item(size_t index, const BatchOptions& options) {
+  BatchResultItem item;
+  item.index = index;
+  item.status = ItemStatus::error;
+  item.error = std::make_shared<const Error>(ErrorKind::cancelled,
+                                             "not run: the batch was stopped before this request");
+  if (index < options.metadata_list.size()) item.metadata = options.metadata_list[index];
+  return item;
+}
+
+}  // namespace
+
 BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_list,
                                               const BatchOptions& options) {
   if (!options.metadata_list.empty() && options.metadata_list.size() != messages_list.size())
@@ -61,16 +78,50 @@ BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_
       seen[item.index] = true;
       out.items[item.index] = std::move(item);
     }
-  // Items a stop request left undone.
-  for (size_t i = 0; i < seen.size(); ++i) {
-    if (seen[i]) continue;
-    BatchResultItem& item = out.items[i];
-    item.index = i;
-    item.status = ItemStatus::error;
-    item.error = Error(ErrorKind::cancelled, "not run: the batch was stopped before this request");
-    if (i < options.metadata_list.size()) item.metadata = options.metadata_list[i];
-  }
+  for (size_t i = 0; i < seen.size(); ++i)
+    if (!seen[i]) out.items[i] = not_run_item(i, options);
   out.summary = runner.summary();
+  return out;
+}
+
+BatchResult LLMClient::chat_completions_batch(MessageSource source, const BatchOptions& options) {
+  detail::BatchRunner runner(core(), options, std::move(source));
+  BatchResult out;
+  // A source that knows its size gets its results allocated once. Otherwise items wait in a
+  // deque (no reallocation peaks) and move to their places at the end, each deque block freed as
+  // it empties.
+  const std::optional<size_t> expected = runner.expected_total();
+  if (expected) out.items.resize(*expected);
+  std::deque<BatchResultItem> waiting;
+  std::vector<bool> seen(expected.value_or(0), false);
+  size_t count = 0;
+  std::vector<BatchResultItem> group;
+  while (runner.next(group))
+    for (BatchResultItem& item : group) {
+      count = std::max(count, item.index + 1);
+      if (item.index < out.items.size()) {
+        seen[item.index] = true;
+        out.items[item.index] = std::move(item);
+      } else {
+        waiting.push_back(std::move(item));
+      }
+    }
+  if (count > out.items.size()) {
+    out.items.resize(count);
+    seen.resize(count, false);
+  }
+  for (; !waiting.empty(); waiting.pop_front()) {
+    seen[waiting.front().index] = true;
+    out.items[waiting.front().index] = std::move(waiting.front());
+  }
+  // Unseen indices below the count were left undone by a stop request; so were those up to a
+  // known size.
+  for (size_t i = 0; i < out.items.size(); ++i)
+    if (!seen[i]) out.items[i] = not_run_item(i, options);
+  out.summary = runner.summary();
+  if (!options.metadata_list.empty() && options.metadata_list.size() != out.items.size())
+    runner.warn(fmt::format("BatchOptions.metadata_list has {} entries for {} inputs",
+                            options.metadata_list.size(), out.items.size()));
   return out;
 }
 
@@ -79,6 +130,32 @@ BatchIterator LLMClient::iter_chat_completions_batch(MessageSource source, Batch
       std::make_unique<detail::BatchRunner>(core(), std::move(options), std::move(source)));
 }
 
+namespace {
+
+// Lines of `path` holding something other than spaces, tabs and carriage returns: what
+// jsonl_messages() will yield. One sequential pass in 1 MiB blocks.
+size_t count_nonblank_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> block(1 << 20);
+  size_t count = 0;
+  bool content = false;  // the current line has a non-blank character
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    for (std::streamsize i = 0; i < in.gcount(); ++i) {
+      const char c = block[static_cast<size_t>(i)];
+      if (c == '\n') {
+        count += content;
+        content = false;
+      } else if (c != ' ' && c != '\t' && c != '\r') {
+        content = true;
+      }
+    }
+  }
+  return count + content;
+}
+
+}  // namespace
+
 MessageSource jsonl_messages(const std::string& path) {
   auto in = std::make_shared<std::ifstream>(path);
   if (!*in)
@@ -86,7 +163,7 @@ MessageSource jsonl_messages(const std::string& path) {
         Error(ErrorKind::invalid_request,
               fmt::format("cannot open {}: no such file or unreadable", path)));
   auto line_no = std::make_shared<size_t>(0);
-  return [in, line_no, path]() -> std::optional<json> {
+  auto next = [in, line_no, path]() -> std::optional<json> {
     std::string line;
     while (std::getline(*in, line)) {
       ++*line_no;
@@ -101,6 +178,8 @@ MessageSource jsonl_messages(const std::string& path) {
     }
     return std::nullopt;
   };
+  return MessageSource(std::move(next),
+                       MessageSource::Size([path] { return count_nonblank_lines(path); }));
 }
 
 }  // namespace flexllm

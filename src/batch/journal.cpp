@@ -13,28 +13,16 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "core/hex.hpp"
 #include "core/json_write.hpp"
 
 namespace flexllm::detail {
 namespace {
 
-constexpr char kHex[] = "0123456789abcdef";
 constexpr size_t kFlushBytes = 4 << 20;  // a flush also happens whenever this much is queued
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
 bool parse_key(std::string_view hex, RecordKey& key) {
-  if (hex.size() != 32) return false;
-  for (size_t i = 0; i < 16; ++i) {
-    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    key[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
-  return true;
+  return parse_hex(hex, key);
 }
 
 [[noreturn]] void io_error(const std::string& what, const std::string& path) {
@@ -98,11 +86,9 @@ RecordKey record_key(std::string_view request_body) {
 }
 
 std::string key_hex(const RecordKey& key) {
-  std::string out(32, '0');
-  for (size_t i = 0; i < 16; ++i) {
-    out[2 * i] = kHex[key[i] >> 4];
-    out[2 * i + 1] = kHex[key[i] & 0xf];
-  }
+  std::string out;
+  out.reserve(2 * key.size());
+  append_hex(out, key);
   return out;
 }
 
@@ -167,23 +153,27 @@ std::optional<JournalScan> scan_journal(const std::string& path,
   if (!carry.empty())
     warn(fmt::format("{}:{}: last line is incomplete (an interrupted write): ignored, repaired",
                      path, line_no + 1));
-  // The last success of each index, else its last record: sorted in place by (index, position in
-  // the file), then deduplicated in place (no second copy of a million references).
-  std::sort(scan.records.begin(), scan.records.end(), [](const RecordRef& a, const RecordRef& b) {
+  resolve_records(scan.records);
+  scan.records.shrink_to_fit();
+  return scan;
+}
+
+void resolve_records(std::vector<RecordRef>& records) {
+  // Sorted in place by (index, position in the file), then deduplicated in place (no second copy
+  // of a million references).
+  std::sort(records.begin(), records.end(), [](const RecordRef& a, const RecordRef& b) {
     return a.index != b.index ? a.index < b.index : a.offset < b.offset;
   });
   size_t kept = 0;
-  for (size_t i = 0; i < scan.records.size(); ++i) {
-    const RecordRef& r = scan.records[i];
-    if (kept > 0 && scan.records[kept - 1].index == r.index) {
-      if (r.success || !scan.records[kept - 1].success) scan.records[kept - 1] = r;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const RecordRef& r = records[i];
+    if (kept > 0 && records[kept - 1].index == r.index) {
+      if (r.success || !records[kept - 1].success) records[kept - 1] = r;
     } else {
-      scan.records[kept++] = r;
+      records[kept++] = r;
     }
   }
-  scan.records.resize(kept);
-  scan.records.shrink_to_fit();
-  return scan;
+  records.resize(kept);
 }
 
 std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref) {
@@ -244,14 +234,18 @@ std::string saved_input(const json& messages, SaveInput save_input) {
 
 std::string format_record(const BatchResultItem& item, const RecordKey& key,
                           std::string_view input) {
-  std::string out = R"({"index":)";
+  std::string out;
+  append_record(out, item, key, input);
+  return out;
+}
+
+void append_record(std::string& out, const BatchResultItem& item, const RecordKey& key,
+                   std::string_view input) {
+  out.append(R"({"index":)");
   append_uint(out, item.index);
   const bool ok = item.status != ItemStatus::error;
   out.append(ok ? R"(,"status":"success","key":")" : R"(,"status":"error","key":")");
-  for (uint8_t b : key) {  // key_hex(), without a temporary
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
-  }
+  append_hex(out, key);  // key_hex(), without a temporary
   out.push_back('"');
   if (ok && item.result) {
     const ChatResult& r = *item.result;
@@ -304,7 +298,6 @@ std::string format_record(const BatchResultItem& item, const RecordKey& key,
     out.append(input);
   }
   out.push_back('}');
-  return out;
 }
 
 JournalWriter::JournalWriter(const std::string& path, uint64_t valid_bytes,
@@ -319,7 +312,7 @@ JournalWriter::JournalWriter(const std::string& path, uint64_t valid_bytes,
       io_error("cannot repair the output file", path);
     }
   }
-  ::lseek(fd_, 0, SEEK_END);
+  end_ = static_cast<uint64_t>(::lseek(fd_, 0, SEEK_END));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -327,15 +320,24 @@ JournalWriter::~JournalWriter() {
   close();
 }
 
-void JournalWriter::append(std::string line) {
+RecordRef JournalWriter::append(const BatchResultItem& item, const RecordKey& key,
+                                std::string_view input) {
+  RecordRef ref;
+  ref.index = item.index;
+  ref.success = item.status != ItemStatus::error;
+  ref.offset = end_;
   bool full;
   {
     std::lock_guard lock(mu_);
-    pending_.append(line);
+    const size_t start = pending_.size();
+    append_record(pending_, item, key, input);
+    ref.length = static_cast<uint32_t>(pending_.size() - start);
     pending_.push_back('\n');
     full = pending_.size() >= kFlushBytes;
   }
+  end_ += ref.length + 1;
   if (full) cv_.notify_one();  // memory stays bounded: flush early rather than buffer more
+  return ref;
 }
 
 void JournalWriter::run() {
@@ -351,7 +353,7 @@ void JournalWriter::run() {
 }
 
 // Group commit: everything queued since the last flush, in one write, then one fsync.
-void JournalWriter::write_out(const std::string& batch) {
+void JournalWriter::write_out(const std::string& batch, bool sync) {
   if (batch.empty()) return;
   size_t done = 0;
   while (done < batch.size()) {
@@ -363,10 +365,10 @@ void JournalWriter::write_out(const std::string& batch) {
     }
     done += static_cast<size_t>(n);
   }
-  ::fdatasync(fd_);
+  if (sync) ::fdatasync(fd_);
 }
 
-void JournalWriter::close() {
+void JournalWriter::close(bool sync) {
   if (fd_ < 0) return;
   {
     std::lock_guard lock(mu_);
@@ -374,7 +376,7 @@ void JournalWriter::close() {
   }
   cv_.notify_all();
   thread_.join();
-  write_out(pending_);
+  write_out(pending_, sync);
   pending_.clear();
   ::close(fd_);
   fd_ = -1;
@@ -382,7 +384,29 @@ void JournalWriter::close() {
 
 void compact_journal(const std::string& path) {
   auto scan = scan_journal(path, [](const std::string&) {});
-  if (!scan) return;
+  if (scan) compact_journal(path, scan->records);
+}
+
+void compact_journal(const std::string& path, const std::vector<RecordRef>& records) {
+  // Already compact: every line is kept and they follow each other in index order.
+  bool compact = true;
+  uint64_t expected = 0;
+  for (const RecordRef& ref : records) {
+    if (ref.offset != expected) {
+      compact = false;
+      break;
+    }
+    expected += ref.length + 1;
+  }
+  struct stat st {};
+  if (compact && ::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == expected) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      const bool synced = ::fsync(fd) == 0;  // its last records may not be on disk yet
+      ::close(fd);
+      if (synced) return;
+    }
+  }
   int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) io_error("cannot read the checkpoint", path);
   std::string tmp = path + ".compact.tmp";
@@ -413,7 +437,7 @@ void compact_journal(const std::string& path) {
   constexpr uint64_t kWindow = 4 << 20, kBehind = 256 << 10;
   std::string window, single;
   uint64_t window_start = 0;
-  for (const RecordRef& ref : scan->records) {
+  for (const RecordRef& ref : records) {
     const uint64_t window_end = window_start + window.size();
     if (ref.offset >= window_start && ref.offset + ref.length <= window_end) {
       buffer.append(window, ref.offset - window_start, ref.length).push_back('\n');

@@ -55,6 +55,13 @@ std::string saved_input(const json& messages, SaveInput save_input);
 // One record line (no newline) for a finished item; `input` is saved_input()'s text ("" = none).
 std::string format_record(const BatchResultItem& item, const RecordKey& key,
                           std::string_view input);
+// The same, appended to `out`.
+void append_record(std::string& out, const BatchResultItem& item, const RecordKey& key,
+                   std::string_view input);
+
+// Sorts references by index and keeps one per index: its last success, else its last record (the
+// order of records of one index is their order in the file).
+void resolve_records(std::vector<RecordRef>& records);
 
 class JournalWriter {
  public:
@@ -64,18 +71,23 @@ class JournalWriter {
                 std::chrono::milliseconds flush_interval);
   ~JournalWriter();  // close()
 
-  void append(std::string line);  // queued; durable at the next flush
-  void close();                   // final flush + fsync
+  // Queues the record of `item` (formatted straight into the queue); durable at the next flush.
+  // Returns where it will be in the file (offset and length; key left empty).
+  RecordRef append(const BatchResultItem& item, const RecordKey& key, std::string_view input);
+  // Final write, then fsync unless `sync` is false (a compaction that fsyncs its own copy
+  // follows at once).
+  void close(bool sync = true);
 
  private:
   void run();
-  void write_out(const std::string& batch);
+  void write_out(const std::string& batch, bool sync = true);
 
   std::string path_;
   int fd_ = -1;
   std::chrono::milliseconds interval_;
   std::mutex mu_;
   std::condition_variable cv_;
+  uint64_t end_ = 0;  // file offset after the last queued record
   std::string pending_;
   std::string writing_;  // swapped with pending_ at each flush; both keep their capacity
   bool closing_ = false;
@@ -85,5 +97,9 @@ class JournalWriter {
 // Rewrites the journal with one record per index (a success when there is one, else the last
 // record), sorted by index, through a temporary file renamed over it.
 void compact_journal(const std::string& path);
+// The same from references already resolved (resolve_records) that cover the whole file: no
+// re-reading of the records to find them. A file that already is its compacted form (every line
+// kept, in index order) is left as it is.
+void compact_journal(const std::string& path, const std::vector<RecordRef>& records);
 
 }  // namespace flexllm::detail

@@ -61,8 +61,12 @@ BatchRunner::~BatchRunner() {
     // Abandoned: send nothing more, let what is in flight finish and be recorded.
     exhausted_ = true;
     std::vector<BatchResultItem> sink;
-    while (in_flight_ > 0) take_completions(sink);
-    finish();
+    try {
+      while (in_flight_ > 0) take_completions(sink);
+      finish();
+    } catch (const std::exception& e) {  // a destructor must not throw: say it instead
+      options_.on_warning(e.what());
+    }
   }
   if (checkpoint_fd_ >= 0) ::close(checkpoint_fd_);
 }
@@ -96,7 +100,13 @@ void BatchRunner::prepare() {
     }
   }
   if (options_.show_progress)
-    progress_ = std::make_unique<Progress>(total_, [this] { return core_.current_rate(); });
+    progress_ =
+        std::make_unique<Progress>(expected_total(), [this] { return core_.current_rate(); });
+}
+
+std::optional<size_t> BatchRunner::expected_total() {
+  if (!total_ && !inputs_ && source_.knows_size()) total_ = source_.size();
+  return total_;
 }
 
 const RecordRef* BatchRunner::checkpoint_record(size_t index) const {
@@ -136,55 +146,119 @@ void BatchRunner::dispatch() {
       index = next_index_++;
       messages = &*pulled;
     }
-    std::string url, body;
-    try {
-      std::tie(url, body) = core_.chat_request(*messages, options_.request, /*stream=*/false);
-    } catch (const Error& e) {  // an invalid input fails its item, never the batch
-      BatchResultItem item;
-      item.index = index;
-      item.status = ItemStatus::error;
-      item.error = e;
-      item.metadata = metadata_for(index);
-      if (writer_)
-        writer_->append(format_record(item, record_key(messages->dump()),
-                                      saved_input(*messages, options_.save_input)));
-      account(item);
-      ready_.push_back(std::move(item));
-      continue;
-    }
-    const RecordKey key = record_key(body);
-    if (const RecordRef* found = checkpoint_record(index)) {
-      const RecordRef& ref = *found;
-      if (ref.success && ref.key == key) {
-        if (auto item = read_record(checkpoint_fd_, ref)) {
-          if (item->metadata.is_null()) item->metadata = metadata_for(index);
-          account(*item);
-          ready_.push_back(std::move(*item));
-          continue;
-        }
-      } else if (ref.success) {
-        // The input at this index changed since the record was written: redo it, and say so.
-        if (summary_.key_mismatches++ < 10) summary_.first_mismatches.push_back(index);
-      }
-    }
-    Outcome seed;
-    seed.index = index;
-    seed.key = key;
-    if (writer_ && options_.save_input != SaveInput::none) {
-      // The body carries the messages already serialised: reuse those bytes when it can.
-      std::string_view embedded = core_.adapter().embedded_messages(body);
-      if (options_.save_input == SaveInput::last) embedded = json_last_element(embedded);
-      seed.input =
-          embedded.empty() ? saved_input(*messages, options_.save_input) : std::string(embedded);
-    }
-    if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
-    auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
-    job->return_raw = false;
-    job->timeout = options_.request.timeout;
-    job->thinking_requested = options_.request.thinking.has_value();
-    ++in_flight_;
-    core_.submit(std::move(job));
+    dispatch_one(index, *messages);
   }
+}
+
+// One input: restored from the checkpoint, answered by the cache, joined to an identical request
+// in flight, or sent. The request body is built only when something needs it (a hit without a
+// checkpoint file needs nothing but the cache key).
+void BatchRunner::dispatch_one(size_t index, const json& messages) {
+  try {
+    core_.check_chat(messages, options_.request);
+  } catch (const Error& e) {  // an invalid input fails its item, never the batch
+    BatchResultItem item;
+    item.index = index;
+    item.status = ItemStatus::error;
+    item.error = std::make_shared<const Error>(e);
+    item.metadata = metadata_for(index);
+    if (writer_)
+      track(writer_->append(item, record_key(messages.dump()),
+                            saved_input(messages, options_.save_input)));
+    account(item);
+    ready_.push_back(std::move(item));
+    return;
+  }
+  std::string url, body;
+  RecordKey key{};
+  bool built = false;
+  auto build = [&] {
+    if (built) return;
+    std::tie(url, body) = core_.chat_request(messages, options_.request, /*stream=*/false,
+                                             /*checked=*/true);
+    key = record_key(body);
+    built = true;
+  };
+  // The input as its record keeps it. The body carries the messages already serialised: those
+  // bytes are reused when it can.
+  auto record_input = [&]() -> std::string {
+    if (!writer_ || options_.save_input == SaveInput::none) return {};
+    std::string_view embedded = core_.adapter().embedded_messages(body);
+    if (options_.save_input == SaveInput::last) embedded = json_last_element(embedded);
+    return embedded.empty() ? saved_input(messages, options_.save_input) : std::string(embedded);
+  };
+  if (const RecordRef* found = checkpoint_record(index)) {
+    build();
+    if (found->success && found->key == key) {
+      if (auto item = read_record(checkpoint_fd_, *found)) {
+        if (item->metadata.is_null()) item->metadata = metadata_for(index);
+        account(*item);
+        ready_.push_back(std::move(*item));
+        return;
+      }
+    } else if (found->success) {
+      // The input at this index changed since the record was written: redo it, and say so.
+      if (summary_.key_mismatches++ < 10) summary_.first_mismatches.push_back(index);
+    }
+  }
+  CacheFront* cache = core_.cache();
+  CacheKey cache_key{};
+  bool lead = false;
+  Outcome seed;
+  seed.index = index;
+  if (cache) {
+    cache_key = core_.cache_key(messages, options_.request);
+    if (!options_.request.skip_cache && !options_.request.return_raw) {
+      if (auto hit = cache->get(cache_key)) {
+        BatchResultItem item;
+        item.index = index;
+        item.status = ItemStatus::cached;
+        hit->endpoint = core_.endpoint_name();
+        item.result = std::move(hit);
+        item.metadata = metadata_for(index);
+        if (writer_) {
+          build();
+          track(writer_->append(item, key, record_input()));
+        }
+        account(item);
+        ready_.push_back(std::move(item));
+        return;
+      }
+      build();
+      seed.key = key;
+      seed.input = record_input();
+      // An identical request in flight answers this one too: its outcome comes as this one's.
+      seed.submitted = Clock::now();
+      auto follow = [inbox = inbox_, seed](const ChatResult* r, const Error* e) mutable {
+        if (r) {
+          seed.result = *r;
+        } else {
+          seed.error = *e;
+        }
+        inbox->put(std::move(seed));
+      };
+      if (cache->join(cache_key, std::move(follow))) {
+        ++in_flight_;
+        return;
+      }
+      lead = true;
+    }
+  }
+  build();
+  seed.key = key;
+  if (seed.input.empty()) seed.input = record_input();
+  if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
+  auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
+  if (cache) {
+    job->cache = cache;
+    job->cache_key = cache_key;
+    job->cache_lead = lead;
+  }
+  job->return_raw = false;
+  job->timeout = options_.request.timeout;
+  job->thinking_requested = options_.request.thinking.has_value();
+  ++in_flight_;
+  core_.submit(std::move(job));
 }
 
 void BatchRunner::Inbox::put(Outcome outcome) {
@@ -209,17 +283,34 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
     item.index = o.index;
     item.metadata = metadata_for(o.index);
     if (o.result) {
-      item.status = ItemStatus::success;
+      if (o.result->cached) {  // answered by an identical request
+        item.status = ItemStatus::cached;
+        o.result->endpoint = core_.endpoint_name();
+        o.result->latency = Clock::now() - o.submitted;
+      } else {
+        item.status = ItemStatus::success;
+      }
       item.latency = o.result->latency;
       item.result = std::move(o.result);
     } else {
       item.status = ItemStatus::error;
-      item.error = std::move(o.error);
+      if (o.error) item.error = std::make_shared<const Error>(std::move(*o.error));
     }
-    if (writer_) writer_->append(format_record(item, o.key, o.input));
+    if (writer_) track(writer_->append(item, o.key, o.input));
     account(item);
     ready.push_back(std::move(item));
   }
+}
+
+void BatchRunner::track(const RecordRef& ref) {
+  if (!tracking_) return;
+  if (written_.size() >= kMaxTracked) {
+    // A long run: memory stays flat, and compaction finds the records by reading the file.
+    tracking_ = false;
+    std::vector<RecordRef>().swap(written_);
+    return;
+  }
+  written_.push_back(ref);
 }
 
 void BatchRunner::account(const BatchResultItem& item) {
@@ -233,7 +324,7 @@ void BatchRunner::account(const BatchResultItem& item) {
       ++summary_.errors[item.error ? to_string(item.error->kind()) : "unknown"];
       break;
   }
-  if (item.result && item.status != ItemStatus::restored) {
+  if (item.result && item.status == ItemStatus::success) {
     if (item.result->attempts > 1)
       summary_.retries += static_cast<size_t>(item.result->attempts - 1);
     latencies_.add(item.result->latency.count());
@@ -289,9 +380,19 @@ void BatchRunner::finish() {
       secs > 0 ? static_cast<double>(summary_.success + summary_.failed + summary_.cached) / secs
                : 0;
   if (writer_) {
-    writer_->close();
-    // Compaction rewrites the file whole: only when the batch ran to its end.
-    if (!stopped) compact_journal(options_.output_file);
+    // Compaction rewrites the file whole: only when the batch ran to its end. Its copy is
+    // fsync'd before it replaces the journal, so the journal's own last fsync is not needed then.
+    writer_->close(/*sync=*/stopped);
+    if (!stopped) {
+      if (tracking_) {
+        // Where every record is is known: the old ones from the scan, this run's from the writer.
+        written_.insert(written_.end(), checkpoint_.begin(), checkpoint_.end());
+        resolve_records(written_);
+        compact_journal(options_.output_file, written_);
+      } else {
+        compact_journal(options_.output_file);
+      }
+    }
   }
   if (summary_.key_mismatches > 0) {
     std::string first;

@@ -30,12 +30,18 @@ class BatchRunner {
   // Up to batch_size newly completed items (blocks for at least one); false once all are done.
   bool next(std::vector<BatchResultItem>& out);
   BatchSummary summary() const;
+  // How many inputs the batch has, when known: the inputs' count, or the source's size (asked for
+  // once, here).
+  std::optional<size_t> expected_total();
+  // Through BatchOptions::on_warning (stderr when unset).
+  void warn(const std::string& message) const { options_.on_warning(message); }
 
   // A finished request, from the I/O thread.
   struct Outcome {
     size_t index = 0;
     RecordKey key{};
-    std::string input;  // saved_input() text, when the record keeps the input
+    std::string input;              // saved_input() text, when the record keeps the input
+    Clock::time_point submitted{};  // a follower of an identical request: when it joined
     std::optional<ChatResult> result;
     std::optional<Error> error;
   };
@@ -51,8 +57,10 @@ class BatchRunner {
  private:
   void prepare();
   void dispatch();
+  void dispatch_one(size_t index, const json& messages);
   void take_completions(std::vector<BatchResultItem>& ready);
   void account(const BatchResultItem& item);
+  void track(const RecordRef& ref);
   void finish();
   json metadata_for(size_t index) const;
   const RecordRef* checkpoint_record(size_t index) const;
@@ -77,6 +85,11 @@ class BatchRunner {
   std::vector<RecordRef> checkpoint_;  // sorted by index
   int checkpoint_fd_ = -1;
   std::unique_ptr<JournalWriter> writer_;
+  // Where this run's records are in the file, so that compaction need not read it to find them;
+  // given up past kMaxTracked records (a run that long hardly notices one more read).
+  static constexpr size_t kMaxTracked = 1 << 16;
+  std::vector<RecordRef> written_;
+  bool tracking_ = true;
   std::deque<BatchResultItem> ready_;
   BatchSummary summary_;
   LatencyHistogram latencies_;

@@ -15,7 +15,10 @@
 namespace flexllm {
 namespace {
 
+using detail::CacheFront;
+using detail::CacheKey;
 using detail::ClientCore;
+using detail::Clock;
 using detail::Job;
 
 std::exception_ptr to_exception(const Error& error) {
@@ -66,6 +69,23 @@ void not_on_io_thread(ClientCore& core) {
     throw std::logic_error(
         "flexllm: a blocking call was made on the I/O thread (from a callback); use the async "
         "form instead");
+}
+
+// A cached result as the events its stream would have had: reasoning, content, each tool call
+// whole, usage (the `done` event follows).
+std::vector<StreamEvent> replay_events(const ChatResult& r) {
+  std::vector<StreamEvent> events;
+  if (r.reasoning && !r.reasoning->empty())
+    events.push_back({.kind = StreamEvent::thinking, .text = *r.reasoning});
+  if (!r.content.empty()) events.push_back({.kind = StreamEvent::content, .text = r.content});
+  for (size_t i = 0; i < r.tool_calls.size(); ++i) {
+    const ToolCall& call = r.tool_calls[i];
+    events.push_back(
+        {.kind = StreamEvent::tool_call,
+         .tool = ToolCallDelta{static_cast<int>(i), call.id, call.name, call.arguments}});
+  }
+  if (r.usage) events.push_back({.kind = StreamEvent::usage, .usage_info = r.usage});
+  return events;
 }
 
 template <class J>
@@ -128,19 +148,77 @@ ChatResult LLMClient::chat_completions(const json& messages, const RequestOption
 
 std::future<ChatResult> LLMClient::chat_completions_async(const json& messages,
                                                           const RequestOptions& options) {
+  const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/false);
+  CacheFront* cache = core_->cache();
+  CacheKey key{};
+  bool lead = false;
+  if (cache) {
+    key = core_->cache_key(messages, options);
+    // skip_cache asks for a fresh answer, return_raw for the reply the cache does not keep: both
+    // go upstream, and their answer refreshes the entry.
+    if (!options.skip_cache && !options.return_raw) {
+      auto deliver = [endpoint = core_->endpoint_name(), start](ChatResult r) {
+        r.endpoint = endpoint;
+        r.latency = Clock::now() - start;
+        return r;
+      };
+      if (auto hit = cache->get(key)) {
+        std::promise<ChatResult> done;
+        done.set_value(deliver(std::move(*hit)));
+        return done.get_future();
+      }
+      auto waiting = std::make_shared<std::promise<ChatResult>>();
+      auto future = waiting->get_future();
+      if (cache->join(key, [waiting, deliver](const ChatResult* r, const Error* e) {
+            if (r) {
+              waiting->set_value(deliver(*r));
+            } else {
+              waiting->set_exception(to_exception(*e));
+            }
+          }))
+        return future;
+      lead = true;
+    }
+  }
   auto job = std::make_unique<PromiseJob>(Job::Mode::chat, std::move(url), std::move(body));
   apply_options(*job, options);
+  if (cache) {
+    job->cache = cache;
+    job->cache_key = key;
+    job->cache_lead = lead;
+  }
   auto future = job->promise.get_future();
   core_->submit(std::move(job));
   return future;
 }
 
 ChatStream LLMClient::chat_completions_stream(const json& messages, const RequestOptions& options) {
+  const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/true);
   auto channel = std::make_shared<detail::StreamChannel>();
+  CacheFront* cache = core_->cache();
+  CacheKey key{};
+  if (cache) {
+    // Streams do not coalesce (each caller wants its tokens as they come); a hit replays.
+    key = core_->cache_key(messages, options);
+    if (!options.skip_cache && !options.return_raw) {
+      if (auto hit = cache->get(key)) {
+        hit->endpoint = core_->endpoint_name();
+        hit->latency = Clock::now() - start;
+        std::vector<StreamEvent> events = replay_events(*hit);
+        channel->push(events);
+        channel->finish(std::move(*hit));
+        return ChatStream(std::move(channel));
+      }
+    }
+  }
   auto job = std::make_unique<StreamJob>(std::move(url), std::move(body), channel);
   apply_options(*job, options);
+  if (cache) {
+    job->cache = cache;
+    job->cache_key = key;
+  }
   job->id = core_->new_id();
   channel->set_cancel([core = core_.get(), id = job->id] { core->cancel(id); });
   core_->submit(std::move(job));
@@ -179,6 +257,9 @@ double LLMClient::current_rate() const {
 }
 void LLMClient::close() {
   if (core_) core_->close();
+}
+ResponseCache& LLMClient::cache() {
+  return core_->response_cache();
 }
 detail::ClientCore& LLMClient::core() {
   return *core_;

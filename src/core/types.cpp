@@ -1,5 +1,6 @@
 #include "flexllm/types.hpp"
 
+#include <atomic>
 #include <mutex>
 #include <string_view>
 #include <utility>
@@ -117,16 +118,29 @@ const char* to_string(Provider provider) noexcept {
 // The raw reply is kept as text and parsed by nlohmann only when asked for: most callers never
 // look at it, and a parse costs ~30 µs per KB. The parse runs once (std::call_once), so copies
 // of a result that share the cache may call raw() from different threads.
-struct ChatResult::RawCache {
+struct detail::RawRef::Cache {
+  std::atomic<int> refs{1};
   std::string text;
   std::once_flag once;
   json value;
 };
 
+detail::RawRef::RawRef(std::string text) : cache_(new Cache) {
+  cache_->text = std::move(text);
+}
+
+detail::RawRef::RawRef(const RawRef& other) noexcept : cache_(other.cache_) {
+  if (cache_) cache_->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+detail::RawRef::~RawRef() {
+  if (cache_ && cache_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete cache_;
+}
+
 const json& ChatResult::raw() const {
   static const json kNull;
-  if (!raw_) return kNull;
-  RawCache& cache = *raw_;
+  if (!raw_.get()) return kNull;
+  detail::RawRef::Cache& cache = *raw_.get();
   std::call_once(cache.once, [&cache] {
     cache.value = json::parse(cache.text, nullptr, /*allow_exceptions=*/false);
     // A reply that is not JSON (should not reach a result) is still shown, as a string.
@@ -138,8 +152,7 @@ const json& ChatResult::raw() const {
 
 void ChatResult::set_raw(std::string body) {
   // A fresh cache: copies made before keep the raw reply they had.
-  raw_ = std::make_shared<RawCache>();
-  raw_->text = std::move(body);
+  raw_ = detail::RawRef(std::move(body));
 }
 
 Thoughts parse_thoughts(std::string_view content) {

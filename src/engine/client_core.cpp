@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "cache/cache_key.hpp"
+#include "core/intern.hpp"
 #include "flexllm/version.hpp"
 #include "transport/native.hpp"
 
@@ -115,6 +117,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
   endpoint_.base_url = config_.base_url;
   while (!endpoint_.base_url.empty() && endpoint_.base_url.back() == '/')
     endpoint_.base_url.pop_back();
+  endpoint_name_ = intern(endpoint_.base_url);
   https_ = endpoint_.base_url.starts_with("https://");
   endpoint_.api_key = config_.api_key;
   endpoint_.model = config_.model;
@@ -123,6 +126,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
                                  ? detect_thinking_style(endpoint_.base_url)
                                  : config_.thinking_style;
   adapter_ = &provider_adapter(endpoint_.provider);
+  cache_ = std::make_unique<ResponseCache>(config_.cache);
   curl_slist* headers = nullptr;
   for (const std::string& h : adapter_->headers(endpoint_))
     headers = curl_slist_append(headers, h.c_str());
@@ -153,17 +157,26 @@ ClientCore::~ClientCore() {
   loop().post([loop = &loop(), connections] { loop->reserve_connections(-connections); });
 }
 
-std::pair<std::string, std::string> ClientCore::chat_request(const json& messages,
-                                                             const RequestOptions& options,
-                                                             bool stream) const {
+void ClientCore::check_chat(const json& messages, const RequestOptions& options) const {
   validate_messages(messages);
-  const std::string& model = options.model ? *options.model : endpoint_.model;
-  if (model.empty())
+  if (options.model ? options.model->empty() : endpoint_.model.empty())
     throw InvalidRequestError(Error(ErrorKind::invalid_request,
                                     "no model: set ClientConfig::model or RequestOptions::model",
                                     endpoint_.base_url));
+}
+
+std::pair<std::string, std::string> ClientCore::chat_request(const json& messages,
+                                                             const RequestOptions& options,
+                                                             bool stream, bool checked) const {
+  if (!checked) check_chat(messages, options);
+  const std::string& model = options.model ? *options.model : endpoint_.model;
   return {adapter_->chat_url(endpoint_, model, stream),
           adapter_->build_chat_body(endpoint_, model, messages, options, stream)};
+}
+
+CacheKey ClientCore::cache_key(const json& messages, const RequestOptions& options) const {
+  return detail::cache_key(endpoint_.provider, endpoint_.base_url,
+                           options.model ? *options.model : endpoint_.model, messages, options);
 }
 
 void ClientCore::submit(std::unique_ptr<Job> job) {
@@ -410,7 +423,7 @@ void ClientCore::finish(Job* job, std::optional<ChatResult> result, std::optiona
   if (result && job->mode != Job::Mode::raw) {
     result->latency = Clock::now() - job->submitted_;
     result->attempts = job->attempts_;
-    result->endpoint = endpoint_.base_url;
+    result->endpoint = endpoint_name_;
     if (job->return_raw && job->mode == Job::Mode::chat) result->set_raw(std::move(job->response_));
   }
   // Outcomes are handed over at the end of the loop's turn, all together: a caller waiting on
@@ -424,6 +437,16 @@ void ClientCore::deliver() {
   batch.swap(deliveries_);
   for (Delivery& d : batch) {
     Job* job = d.job;
+    if (job->cache) {
+      // The cache learns the outcome before the caller does: a caller that repeats the request
+      // at once already finds it.
+      if (job->cache_lead) {
+        job->cache->land(job->cache_key, d.result ? &*d.result : nullptr,
+                         d.error ? &*d.error : nullptr);
+      } else if (d.result) {
+        job->cache->put(job->cache_key, *d.result);
+      }
+    }
     if (d.result && job->mode == Job::Mode::raw) {
       job->succeed_raw(std::move(job->response_));
     } else if (d.result) {

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "cache/cache_front.hpp"
 #include "engine/policy.hpp"
 #include "flexllm/client.hpp"
 #include "providers/provider.hpp"
@@ -48,6 +49,11 @@ class Job : public Transfer {
   bool thinking_requested = false;  // for the hint on a 400 (SPEC §9)
   std::optional<std::chrono::milliseconds> timeout{};
   uint64_t id = 0;
+  // Set when the outcome goes to the response cache: as the leader of a flight (land) or as a
+  // plain store of a success (put).
+  CacheFront* cache = nullptr;
+  CacheKey cache_key{};
+  bool cache_lead = false;
 
  private:
   friend class ClientCore;
@@ -95,10 +101,20 @@ class ClientCore {
   // Current rate cap in requests/s (infinity when unlimited); any thread.
   double current_rate() const { return rate_snapshot_.load(std::memory_order_relaxed); }
 
-  // Builds a chat job's URL and body (caller's thread) after validating messages and options.
+  // The response cache when ClientConfig::cache enables it, else nullptr.
+  CacheFront* cache() { return cache_->enabled() ? &cache_->front() : nullptr; }
+  ResponseCache& response_cache() { return *cache_; }
+  // The cache key of a chat request (caller's thread): this endpoint, the effective model.
+  CacheKey cache_key(const json& messages, const RequestOptions& options) const;
+  // The base URL results carry (interned: never dangles).
+  std::string_view endpoint_name() const { return endpoint_name_; }
+
+  // Throws InvalidRequestError for messages or options that cannot make a request.
+  void check_chat(const json& messages, const RequestOptions& options) const;
+  // Builds a chat job's URL and body (caller's thread), after check_chat() unless `checked`.
   std::pair<std::string, std::string> chat_request(const json& messages,
-                                                   const RequestOptions& options,
-                                                   bool stream) const;
+                                                   const RequestOptions& options, bool stream,
+                                                   bool checked = false) const;
 
  private:
   friend class Job;
@@ -124,6 +140,7 @@ class ClientCore {
   ClientConfig config_;
   std::shared_ptr<Runtime> runtime_;
   Endpoint endpoint_;
+  std::string_view endpoint_name_;  // endpoint_.base_url, interned: what results carry
   const ProviderAdapter* adapter_;
   struct SlistFree {
     void operator()(curl_slist* l) const { curl_slist_free_all(l); }
@@ -132,6 +149,7 @@ class ClientCore {
   bool https_ = false;
   std::optional<Http1Target> native_;  // set when requests go over the native transport
   std::string native_chat_head_;       // its request line and headers for chat requests
+  std::unique_ptr<ResponseCache> cache_;
 
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> next_id_{1};

@@ -83,7 +83,6 @@ class OpenAIStreamDecoder final : public StreamDecoder {
       if (t.call.arguments.empty()) t.call.arguments = "{}";
       r.tool_calls.push_back(std::move(t.call));
     }
-    r.endpoint = endpoint_;
     return r;
   }
 

@@ -24,13 +24,10 @@ void global_init() {
 }  // namespace
 
 Loop::Loop() {
-  global_init();
-  multi_ = curl_multi_init();
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (!multi_ || epoll_fd_ < 0 || wake_fd_ < 0) {
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
     int err = errno;
-    if (multi_) curl_multi_cleanup(multi_);
     if (epoll_fd_ >= 0) close(epoll_fd_);
     if (wake_fd_ >= 0) close(wake_fd_);
     throw std::system_error(err, std::generic_category(), "flexllm: cannot create the I/O loop");
@@ -40,13 +37,23 @@ Loop::Loop() {
   ev.events = EPOLLIN;
   ev.data.ptr = static_cast<IoHandler*>(&wake_);
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  thread_ = std::thread([this] { run(); });
+  thread_id_ = thread_.get_id();
+}
+
+// libcurl (and with it the TLS library's initialisation, a few MB of touched pages) is set up on
+// the first curl transfer only: a process whose clients all use the native transport never pays.
+CURLM* Loop::multi() {
+  if (multi_) return multi_;
+  global_init();
+  multi_ = curl_multi_init();
+  if (!multi_) return nullptr;
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Loop::socket_cb);
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Loop::timer_cb);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-  reserve_connections(16);
-  thread_ = std::thread([this] { run(); });
-  thread_id_ = thread_.get_id();
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, std::max(max_connections_, 16L));
+  return multi_;
 }
 
 Loop::~Loop() {
@@ -59,7 +66,7 @@ Loop::~Loop() {
   connections_.clear();  // closes the native connections
   retired_.clear();
   for (CURL* e : free_easy_) curl_easy_cleanup(e);
-  curl_multi_cleanup(multi_);
+  if (multi_) curl_multi_cleanup(multi_);
   close(epoll_fd_);
   close(wake_fd_);
 }
@@ -78,7 +85,10 @@ void Loop::post(Task task) {
 }
 
 CURL* Loop::acquire_easy() {
-  if (free_easy_.empty()) return curl_easy_init();
+  if (free_easy_.empty()) {
+    global_init();
+    return curl_easy_init();
+  }
   CURL* e = free_easy_.back();
   free_easy_.pop_back();
   curl_easy_reset(e);
@@ -98,7 +108,8 @@ void Loop::start(Transfer* t) {
   curl_easy_setopt(t->easy, CURLOPT_CLOSESOCKETFUNCTION, &Loop::close_socket_cb);
   curl_easy_setopt(t->easy, CURLOPT_CLOSESOCKETDATA, this);
   t->running = true;
-  if (CURLMcode rc = curl_multi_add_handle(multi_, t->easy); rc != CURLM_OK) {
+  CURLM* m = multi();
+  if (!m || curl_multi_add_handle(m, t->easy) != CURLM_OK) {
     t->running = false;
     t->on_complete(CURLE_FAILED_INIT);
   }
@@ -167,7 +178,7 @@ void Loop::cancel_timer(TimerId id) {
 
 void Loop::reserve_connections(long n) {
   max_connections_ += n;
-  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, std::max(max_connections_, 16L));
+  if (multi_) curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, std::max(max_connections_, 16L));
 }
 
 void Loop::run() {
@@ -233,6 +244,7 @@ void Loop::run_timers() {
 }
 
 void Loop::check_multi() {
+  if (!multi_) return;
   int queued = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
     if (msg->msg != CURLMSG_DONE) continue;

@@ -116,6 +116,7 @@ class Loop {
     bool operator>(const TimerEntry& o) const { return at > o.at || (at == o.at && id > o.id); }
   };
 
+  CURLM* multi();  // created on first use
   void run();
   void drain_posted();
   void run_deferred();

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -267,6 +268,8 @@ TEST(Batch, JsonlSourceReadsMessagesAndNamesBadLines) {
       << "{oops\n";
   }
   MessageSource src = jsonl_messages(path);
+  ASSERT_TRUE(src.knows_size());
+  EXPECT_EQ(src.size(), 3u) << "non-blank lines";
   EXPECT_EQ((*src())[0]["content"], "a");
   EXPECT_EQ((*src())[0]["content"], "b");
   try {
@@ -277,6 +280,121 @@ TEST(Batch, JsonlSourceReadsMessagesAndNamesBadLines) {
   }
   EXPECT_THROW(jsonl_messages(temp_path("missing.jsonl")), InvalidRequestError);
   std::remove(path.c_str());
+}
+
+// Compaction sorts a file written in completion order (a new file replaces it), and leaves alone
+// a file that is already in index order with one record per index.
+TEST(Batch, CompactionRewritesOnlyWhatIsOutOfOrder) {
+  MockServer mock({.latency_ms = {1, 8}, .echo = true});
+  std::string out = temp_path("compact.jsonl");
+  auto inode = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(out.c_str(), &st), 0);
+    return st.st_ino;
+  };
+  auto check_sorted = [&](size_t n) {
+    auto records = read_records(out);
+    ASSERT_EQ(records.size(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(records[i]["index"], i);
+  };
+  for (int concurrency : {1, 16}) {
+    std::remove(out.c_str());
+    std::ofstream(out).close();  // an empty file: its inode tells whether it was replaced
+    const auto before = inode();
+    LLMClient client(config_for(mock, {.concurrency_limit = concurrency}));
+    client.chat_completions_batch(prompts(120), {.output_file = out});
+    check_sorted(120);
+    if (concurrency == 1) {
+      EXPECT_EQ(inode(), before) << "an ordered file needs no rewrite";
+    } else {
+      EXPECT_NE(inode(), before) << "completion order differs from index order";
+    }
+  }
+  // A resumed run with new records after old ones is merged into one sorted file.
+  LLMClient client(config_for(mock, {.concurrency_limit = 16}));
+  client.chat_completions_batch(prompts(200), {.output_file = out});
+  check_sorted(200);
+  std::remove(out.c_str());
+}
+
+// chat_completions_batch over a lazy source: input-aligned like the vector form, with the same
+// resume rules, whether or not the source knows its size.
+TEST(Batch, InputAlignedBatchOverALazySource) {
+  MockServer mock({.latency_ms = {1, 30}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 12}));
+  std::string out = temp_path("source.jsonl");
+  std::remove(out.c_str());
+  client.chat_completions_batch(prompts(25), {.output_file = out});
+  mock.reset_stats();
+  for (bool sized : {false, true}) {
+    size_t next = 0;
+    auto next_prompt = [&]() -> std::optional<json> {
+      if (next >= 150) return std::nullopt;
+      return user("p" + std::to_string(next++));
+    };
+    MessageSource source = sized ? MessageSource(next_prompt, 150) : MessageSource(next_prompt);
+    std::vector<json> metadata;
+    for (size_t i = 0; i < 150; ++i) metadata.push_back({{"row", i}});
+    std::vector<std::string> warnings;
+    BatchResult r = client.chat_completions_batch(
+        source, {.output_file = out,
+                 .metadata_list = metadata,
+                 .on_warning = [&](const std::string& w) { warnings.push_back(w); }});
+    ASSERT_EQ(r.items.size(), 150u) << "sized " << sized;
+    for (size_t i = 0; i < 150; ++i) {
+      EXPECT_EQ(r.items[i].index, i);
+      EXPECT_EQ(r.items[i].content(), "p" + std::to_string(i));
+      EXPECT_EQ(r.items[i].metadata["row"], i);
+    }
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+    if (!sized) {
+      // First pass: 25 restored from the vector run, 125 answered now.
+      EXPECT_EQ(r.summary.restored, 25u);
+      EXPECT_EQ(r.summary.success, 125u);
+      EXPECT_EQ(requested(mock).size(), 125u);
+      EXPECT_EQ(requested(mock).count(3), 0u) << "a restored index was requested again";
+    } else {
+      EXPECT_EQ(r.summary.restored, 150u) << "a rerun sends nothing";
+      EXPECT_EQ(requested(mock).size(), 125u);
+    }
+  }
+  // A metadata list of the wrong length cannot be checked before a lazy source ends: a warning.
+  size_t next = 0;
+  std::vector<std::string> warnings;
+  client.chat_completions_batch(
+      MessageSource([&]() -> std::optional<json> {
+        if (next >= 3) return std::nullopt;
+        return user("p" + std::to_string(next++));
+      }),
+      {.metadata_list = {json(1)},
+       .on_warning = [&](const std::string& w) { warnings.push_back(w); }});
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("1 entries for 3 inputs"), std::string::npos) << warnings[0];
+  std::remove(out.c_str());
+}
+
+// A stop request on a sized source: the rest of the indices are reported not run.
+TEST(Batch, StopOnASizedSourceReportsTheRestNotRun) {
+  MockServer mock({.latency_ms = {5, 5}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 4}));
+  auto stop = std::make_shared<StopSignal>();
+  size_t next = 0;
+  MessageSource source(
+      [&]() -> std::optional<json> {
+        if (next >= 100) return std::nullopt;
+        json messages = user("p" + std::to_string(next++));
+        if (next == 10) stop->request();  // with the 10th input: no 11th is pulled
+        return messages;
+      },
+      100);
+  BatchResult r = client.chat_completions_batch(source, {.stop = stop});
+  ASSERT_EQ(r.items.size(), 100u);
+  EXPECT_EQ(r.summary.success, 10u);
+  EXPECT_EQ(r.summary.not_run, 90u);
+  for (size_t i = 10; i < 100; ++i) {
+    ASSERT_EQ(r.items[i].status, ItemStatus::error) << i;
+    EXPECT_EQ(r.items[i].error->kind(), ErrorKind::cancelled);
+  }
 }
 
 TEST(Batch, StopSignalLetsInFlightFinishAndRecordsThem) {

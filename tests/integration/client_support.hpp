@@ -18,6 +18,17 @@ inline json user(const std::string& text) {
   return json::array({{{"role", "user"}, {"content", text}}});
 }
 
+// One OpenAI-style tool, get_weather(city), for tool-call tests.
+inline json weather_tools() {
+  return json::array({{{"type", "function"},
+                       {"function",
+                        {{"name", "get_weather"},
+                         {"parameters",
+                          {{"type", "object"},
+                           {"properties", {{"city", {{"type", "string"}}}}},
+                           {"required", {"city"}}}}}}}});
+}
+
 // A client for `mock` with fast retries; `tweak` adjusts the config.
 inline ClientConfig config_for(const MockServer& mock, ClientConfig c = {}) {
   c.base_url = mock.base_url();

@@ -204,13 +204,7 @@ TEST(Client, ThinkingOffIsSentInTheServersStyle) {
 TEST(Client, ToolCallsAreNormalised) {
   MockServer mock;
   LLMClient client(config_for(mock));
-  json tools = json::array({{{"type", "function"},
-                             {"function",
-                              {{"name", "get_weather"},
-                               {"parameters",
-                                {{"type", "object"},
-                                 {"properties", {{"city", {{"type", "string"}}}}},
-                                 {"required", {"city"}}}}}}}});
+  json tools = weather_tools();
   ChatResult r = client.chat_completions(user("weather?"), {.tools = tools});
   EXPECT_EQ(r.finish_reason, "tool_calls");
   ASSERT_EQ(r.tool_calls.size(), 1u);

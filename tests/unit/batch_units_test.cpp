@@ -62,7 +62,7 @@ TEST(RecordLine, SuccessAndErrorRecordsAreValidJson) {
   BatchResultItem bad;
   bad.index = 8;
   bad.status = ItemStatus::error;
-  bad.error = Error(ErrorKind::timeout, "no reply");
+  bad.error = std::make_shared<const Error>(ErrorKind::timeout, "no reply");
   nlohmann::json e = nlohmann::json::parse(format_record(bad, record_key("y"), ""));
   EXPECT_EQ(e["status"], "error");
   EXPECT_EQ(e["error"], "no reply");

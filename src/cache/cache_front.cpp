@@ -1,0 +1,271 @@
+#include "cache/cache_front.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "cache/cache_value.hpp"
+
+namespace flexllm::detail {
+namespace {
+
+constexpr size_t kWriteBatch = 512;  // writes per store transaction / pipeline
+
+std::string default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return std::string(xdg) + "/flexllm/responses";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.cache/flexllm/responses";
+}
+
+[[noreturn]] void bad_config(const std::string& message) {
+  throw InvalidRequestError(Error(ErrorKind::invalid_request, message));
+}
+
+}  // namespace
+
+CacheFront::CacheFront(const ResponseCacheConfig& config, std::unique_ptr<CacheStore> store)
+    : store_(std::move(store)), ttl_(config.ttl) {
+  if (config.ttl.count() < 0) bad_config("ResponseCacheConfig.ttl: must not be negative");
+  if (!store_ && config.enabled) {
+    auto say = [this](const std::string& m) { warn(m); };
+    const std::string& backend = config.backend;
+    if (backend == "local" || (backend.empty() && !config.use_ipc)) {
+      store_ = make_local_store(config.max_bytes);
+    } else if (backend == "ipc" || backend.empty()) {
+      const std::string dir = config.cache_dir.empty() ? default_cache_dir() : config.cache_dir;
+      try {
+        store_ = make_sqlite_store(dir, say);
+      } catch (const std::exception& e) {
+        // An unusable directory must not stop the work: it runs uncached, and says so.
+        warn(fmt::format("response cache disabled: {}", e.what()));
+      }
+    } else if (backend.starts_with("redis://")) {
+      try {
+        store_ = make_redis_store(backend, say);
+      } catch (const std::invalid_argument& e) {
+        bad_config(fmt::format("ResponseCacheConfig.backend: {}", e.what()));
+      }
+    } else {
+      bad_config(fmt::format(
+          "ResponseCacheConfig.backend: unknown backend '{}' (use local, ipc or redis://host:port)",
+          backend.substr(0, backend.find("://") == std::string::npos ? backend.size()
+                                                                     : backend.find("://") + 3)));
+    }
+  }
+  if (store_) writer_ = std::thread([this] { run_writer(); });
+}
+
+CacheFront::~CacheFront() {
+  if (!writer_.joinable()) return;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+void CacheFront::warn(const std::string& message) {
+  std::fprintf(stderr, "flexllm: warning: %s\n", message.c_str());
+}
+
+std::optional<ChatResult> CacheFront::get(const CacheKey& key) {
+  auto found = get_many(std::span<const CacheKey>(&key, 1));
+  return std::move(found[0]);
+}
+
+std::vector<std::optional<ChatResult>> CacheFront::get_many(std::span<const CacheKey> keys) {
+  std::vector<std::optional<ChatResult>> out(keys.size());
+  if (!store_) return out;
+  // Results landed but not yet stored answer first; the store answers the rest in one trip.
+  std::vector<CacheKey> ask;
+  std::vector<size_t> where;
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = flights_.find(keys[i]);
+      if (it != flights_.end() && it->second.result) {
+        out[i] = it->second.result;
+      } else {
+        ask.push_back(keys[i]);
+        where.push_back(i);
+      }
+    }
+  }
+  if (!ask.empty()) {
+    auto values = store_->get_many(ask);
+    for (size_t j = 0; j < values.size(); ++j)
+      if (values[j]) out[where[j]] = decode_cache_value(*values[j]);  // corrupt = a miss
+  }
+  uint64_t hits = 0;
+  for (auto& r : out)
+    if (r) {
+      r->cached = true;
+      r->attempts = 0;
+      ++hits;
+    }
+  hits_.fetch_add(hits, std::memory_order_relaxed);
+  misses_.fetch_add(keys.size() - hits, std::memory_order_relaxed);
+  return out;
+}
+
+bool CacheFront::join(const CacheKey& key, Follower follower) {
+  std::optional<ChatResult> landed;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, created] = flights_.try_emplace(key);
+    if (created) return false;  // the caller leads
+    if (!it->second.result) {
+      it->second.followers.push_back(std::move(follower));
+      misses_.fetch_sub(1, std::memory_order_relaxed);
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    landed = it->second.result;
+  }
+  misses_.fetch_sub(1, std::memory_order_relaxed);
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  landed->cached = true;
+  landed->attempts = 0;
+  follower(&*landed, nullptr);
+  return true;
+}
+
+void CacheFront::land(const CacheKey& key, const ChatResult* result, const Error* error) {
+  std::vector<Follower> followers;
+  {
+    std::lock_guard lock(mu_);
+    auto it = flights_.find(key);
+    if (it != flights_.end()) {
+      followers = std::move(it->second.followers);
+      if (result) {
+        it->second.followers.clear();
+        it->second.result = *result;
+        queue_.emplace_back(key, *result);
+      } else {
+        flights_.erase(it);
+      }
+    } else if (result) {  // cleared meanwhile: stored all the same
+      flights_[key].result = *result;
+      queue_.emplace_back(key, *result);
+    }
+  }
+  if (result) cv_.notify_one();
+  if (followers.empty()) return;
+  if (!result) {
+    for (Follower& f : followers) f(nullptr, error);
+    return;
+  }
+  ChatResult copy = *result;
+  copy.cached = true;
+  copy.attempts = 0;
+  for (Follower& f : followers) f(&copy, nullptr);
+}
+
+void CacheFront::put(const CacheKey& key, const ChatResult& result) {
+  if (!store_) return;
+  {
+    std::lock_guard lock(mu_);
+    Flight& flight = flights_[key];
+    if (!flight.result) flight.result = result;
+    queue_.emplace_back(key, result);
+  }
+  cv_.notify_one();
+}
+
+void CacheFront::run_writer() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) break;  // stopping, with nothing left to store
+    std::vector<std::pair<CacheKey, ChatResult>> batch;
+    const size_t n = std::min(queue_.size(), kWriteBatch);
+    batch.assign(std::make_move_iterator(queue_.begin()),
+                 std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    writing_ = n;
+    lock.unlock();
+    std::vector<CacheKey> keys;
+    std::vector<std::string> values;
+    keys.reserve(n);
+    values.reserve(n);
+    for (auto& [key, result] : batch) {
+      keys.push_back(key);
+      values.push_back(encode_cache_value(result));
+    }
+    store_->put_many(keys, values, ttl_);
+    lock.lock();
+    writing_ = 0;
+    // Stored: the store answers from now on. A flight that is in the air again (no result) is
+    // another request's and stays.
+    for (const CacheKey& key : keys) {
+      auto it = flights_.find(key);
+      if (it != flights_.end() && it->second.result && it->second.followers.empty())
+        flights_.erase(it);
+    }
+    flushed_.notify_all();
+  }
+  flushed_.notify_all();
+}
+
+void CacheFront::flush() {
+  std::unique_lock lock(mu_);
+  flushed_.wait(lock, [this] { return queue_.empty() && writing_ == 0; });
+}
+
+CacheStats CacheFront::stats() const {
+  return CacheStats{hits_.load(std::memory_order_relaxed), misses_.load(std::memory_order_relaxed)};
+}
+
+void CacheFront::clear() {
+  if (!store_) return;
+  flush();
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = flights_.begin(); it != flights_.end();)
+      it = it->second.result ? flights_.erase(it) : std::next(it);
+  }
+  store_->clear();
+}
+
+}  // namespace flexllm::detail
+
+namespace flexllm {
+
+ResponseCacheConfig ResponseCacheConfig::local(std::chrono::seconds ttl) {
+  return {.enabled = true, .ttl = ttl, .use_ipc = false, .backend = "local"};
+}
+ResponseCacheConfig ResponseCacheConfig::ipc(std::chrono::seconds ttl, std::string dir) {
+  return {
+      .enabled = true, .ttl = ttl, .use_ipc = true, .cache_dir = std::move(dir), .backend = "ipc"};
+}
+ResponseCacheConfig ResponseCacheConfig::redis(std::string url, std::chrono::seconds ttl) {
+  return {.enabled = true, .ttl = ttl, .use_ipc = false, .backend = std::move(url)};
+}
+ResponseCacheConfig ResponseCacheConfig::persistent(std::string dir) {
+  return ipc(std::chrono::seconds(0), std::move(dir));
+}
+ResponseCacheConfig ResponseCacheConfig::disabled() {
+  return {.enabled = false};
+}
+
+ResponseCache::ResponseCache(const ResponseCacheConfig& config)
+    : front_(std::make_unique<detail::CacheFront>(config)) {}
+ResponseCache::~ResponseCache() = default;
+bool ResponseCache::enabled() const {
+  return front_->enabled();
+}
+CacheStats ResponseCache::stats() const {
+  return front_->stats();
+}
+void ResponseCache::clear() {
+  front_->clear();
+}
+detail::CacheFront& ResponseCache::front() {
+  return *front_;
+}
+
+}  // namespace flexllm
