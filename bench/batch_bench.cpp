@@ -27,6 +27,14 @@
 
 namespace {
 
+// CPU seconds of the whole process (every thread), user + system.
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
 double peak_rss_mb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -110,6 +118,7 @@ int main(int argc, char** argv) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = cpu_seconds();
   double first_new = -1;  // iterator: first new item answered; batch: first request sent
   size_t ok = 0, failed = 0, restored = 0;
   auto seen = [&](const flexllm::BatchResultItem& item) {
@@ -149,8 +158,8 @@ int main(int argc, char** argv) {
   double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf(
       "{\"n\":%zu,\"ok\":%zu,\"failed\":%zu,\"restored\":%zu,\"wall_s\":%.3f,\"req_s\":%.0f,"
-      "\"first_new_s\":%.3f,\"peak_rss_mb\":%.1f}\n",
+      "\"first_new_s\":%.3f,\"cpu_us_per_req\":%.2f,\"peak_rss_mb\":%.1f}\n",
       n, ok, failed, restored, wall, static_cast<double>(ok + failed) / wall, first_new,
-      peak_rss_mb());
+      (cpu_seconds() - cpu_start) * 1e6 / static_cast<double>(n), peak_rss_mb());
   return failed == 0 ? 0 : 1;
 }

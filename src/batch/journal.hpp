@@ -74,6 +74,8 @@ class JournalWriter {
   // Queues the record of `item` (formatted straight into the queue); durable at the next flush.
   // Returns where it will be in the file (offset and length; key left empty).
   RecordRef append(const BatchResultItem& item, const RecordKey& key, std::string_view input);
+  // Queues a record line formatted earlier (append_record) for item `index`.
+  RecordRef append_line(size_t index, std::string_view line, bool success);
   // Final write, then fsync unless `sync` is false (a compaction that fsyncs its own copy
   // follows at once).
   void close(bool sync = true);

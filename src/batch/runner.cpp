@@ -82,7 +82,15 @@ void BatchRunner::prepare() {
       valid = scan->valid_bytes;
     }
     // Opening for writing comes first: an unwritable path fails before any request.
-    writer_ = std::make_unique<JournalWriter>(options_.output_file, valid, options_.flush_interval);
+    // A new file is written in index order when completions allow (see record()): then it is its
+    // own compacted form. Held records wait at most half a flush interval, and the writer
+    // flushes twice as often, so a record is still durable within one flush interval.
+    in_order_ = valid == 0 && checkpoint_.empty();
+    held_slots_ = 4 * window_;
+    if (total_) written_.reserve(std::min(*total_, kMaxTracked));
+    writer_ = std::make_unique<JournalWriter>(
+        options_.output_file, valid,
+        in_order_ ? options_.flush_interval / 2 : options_.flush_interval);
     if (!checkpoint_.empty())
       checkpoint_fd_ = ::open(options_.output_file.c_str(), O_RDONLY | O_CLOEXEC);
   }
@@ -162,9 +170,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
     item.status = ItemStatus::error;
     item.error = std::make_shared<const Error>(e);
     item.metadata = metadata_for(index);
-    if (writer_)
-      track(writer_->append(item, record_key(messages.dump()),
-                            saved_input(messages, options_.save_input)));
+    record(item, record_key(messages.dump()), saved_input(messages, options_.save_input));
     account(item);
     ready_.push_back(std::move(item));
     return;
@@ -218,7 +224,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
         item.metadata = metadata_for(index);
         if (writer_) {
           build();
-          track(writer_->append(item, key, record_input()));
+          record(item, key, record_input());
         }
         account(item);
         ready_.push_back(std::move(item));
@@ -274,7 +280,17 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
   std::deque<Outcome> batch;
   {
     std::unique_lock lock(inbox_->mu);
-    inbox_->cv.wait(lock, [this] { return !inbox_->completed.empty(); });
+    auto arrived = [this] { return !inbox_->completed.empty(); };
+    if (auto deadline = hold_deadline()) {
+      if (!inbox_->cv.wait_until(lock, *deadline, arrived)) {
+        lock.unlock();
+        give_up_order();
+        lock.lock();
+        inbox_->cv.wait(lock, arrived);
+      }
+    } else {
+      inbox_->cv.wait(lock, arrived);
+    }
     batch.swap(inbox_->completed);
   }
   for (Outcome& o : batch) {
@@ -296,10 +312,63 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
       item.status = ItemStatus::error;
       if (o.error) item.error = std::make_shared<const Error>(std::move(*o.error));
     }
-    if (writer_) track(writer_->append(item, o.key, o.input));
+    record(item, o.key, o.input);
     account(item);
     ready.push_back(std::move(item));
   }
+  if (auto deadline = hold_deadline(); deadline && Clock::now() >= *deadline) give_up_order();
+}
+
+void BatchRunner::record(const BatchResultItem& item, const RecordKey& key,
+                         std::string_view input) {
+  if (!writer_) return;
+  if (in_order_ && item.index != next_write_ && item.index - next_write_ >= held_slots_)
+    give_up_order();  // too far ahead of the first record still missing
+  if (!in_order_ || item.index == next_write_) {
+    track(writer_->append(item, key, input));
+    if (in_order_) {
+      ++next_write_;
+      release_held(/*all=*/false);
+    }
+    return;
+  }
+  // Formatted into its slot (the slots keep their capacity: no allocation once warm).
+  if (held_.empty()) held_.resize(held_slots_);  // the first time a record waits
+  Held& slot = held_[item.index % held_slots_];
+  slot.line.clear();
+  append_record(slot.line, item, key, input);
+  slot.success = item.status != ItemStatus::error;
+  slot.waiting = true;
+  ++held_count_;
+  hold_order_.push_back({Clock::now(), item.index});
+}
+
+void BatchRunner::release_held(bool all) {
+  for (size_t scanned = 0; held_count_ > 0 && scanned < held_slots_; ++scanned, ++next_write_) {
+    Held& slot = held_[next_write_ % held_slots_];
+    if (!slot.waiting) {
+      if (!all) break;
+      continue;
+    }
+    track(writer_->append_line(next_write_, slot.line, slot.success));
+    slot.waiting = false;
+    --held_count_;
+  }
+  // Released records leave the front of the hold order; the next one there sets the deadline.
+  while (!hold_order_.empty() && (held_count_ == 0 || hold_order_.front().second < next_write_))
+    hold_order_.pop_front();
+}
+
+// A straggler keeps the records after it waiting too long (or too many of them): write them now,
+// in completion order from here on; compaction will sort the file.
+void BatchRunner::give_up_order() {
+  in_order_ = false;
+  release_held(/*all=*/true);
+}
+
+std::optional<Clock::time_point> BatchRunner::hold_deadline() const {
+  if (hold_order_.empty()) return std::nullopt;
+  return hold_order_.front().first + options_.flush_interval / 2;
 }
 
 void BatchRunner::track(const RecordRef& ref) {
@@ -382,6 +451,7 @@ void BatchRunner::finish() {
   if (writer_) {
     // Compaction rewrites the file whole: only when the batch ran to its end. Its copy is
     // fsync'd before it replaces the journal, so the journal's own last fsync is not needed then.
+    release_held(/*all=*/true);  // a stop leaves gaps: whatever waits goes now
     writer_->close(/*sync=*/stopped);
     if (!stopped) {
       if (tracking_) {

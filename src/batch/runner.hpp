@@ -61,6 +61,11 @@ class BatchRunner {
   void take_completions(std::vector<BatchResultItem>& ready);
   void account(const BatchResultItem& item);
   void track(const RecordRef& ref);
+  // Writes an item's record: at once, or held until the records before it are written.
+  void record(const BatchResultItem& item, const RecordKey& key, std::string_view input);
+  void release_held(bool all);
+  void give_up_order();
+  std::optional<Clock::time_point> hold_deadline() const;
   void finish();
   json metadata_for(size_t index) const;
   const RecordRef* checkpoint_record(size_t index) const;
@@ -90,6 +95,20 @@ class BatchRunner {
   static constexpr size_t kMaxTracked = 1 << 16;
   std::vector<RecordRef> written_;
   bool tracking_ = true;
+  // Writing a new file in index order: records that complete early wait (formatted, in a ring of
+  // slots by index) for the ones before them, at most half a flush interval and at most
+  // held_slots_ (4 windows) indices ahead of the first one missing.
+  struct Held {
+    std::string line;
+    bool success = false;
+    bool waiting = false;
+  };
+  size_t held_slots_ = 0;
+  bool in_order_ = false;
+  size_t next_write_ = 0;  // the first index not written yet
+  std::vector<Held> held_;
+  size_t held_count_ = 0;
+  std::deque<std::pair<Clock::time_point, size_t>> hold_order_;  // (held at, index), oldest first
   std::deque<BatchResultItem> ready_;
   BatchSummary summary_;
   LatencyHistogram latencies_;

@@ -55,4 +55,36 @@ inline void append_uint(std::string& out, uint64_t v) {
   out.append(p, static_cast<size_t>(end - p));
 }
 
+inline void append_int(std::string& out, int64_t v) {
+  if (v < 0) {
+    out.push_back('-');
+    append_uint(out, 0 - static_cast<uint64_t>(v));
+  } else {
+    append_uint(out, static_cast<uint64_t>(v));
+  }
+}
+
+// `v` with exactly `decimals` digits after the point (rounded), like printf's %.Nf, for finite
+// values of moderate size (durations, prices); anything else is written as 0.
+inline void append_fixed(std::string& out, double v, int decimals) {
+  uint64_t scale = 1;
+  for (int i = 0; i < decimals; ++i) scale *= 10;
+  if (!(v > -9e12 && v < 9e12)) v = 0;  // NaN, infinities, beyond what this is for
+  if (v < 0) {
+    out.push_back('-');
+    v = -v;
+  }
+  const auto scaled = static_cast<uint64_t>(v * static_cast<double>(scale) + 0.5);
+  append_uint(out, scaled / scale);
+  if (decimals <= 0) return;
+  out.push_back('.');
+  uint64_t frac = scaled % scale;
+  char digits[20];
+  for (int i = decimals - 1; i >= 0; --i) {
+    digits[i] = static_cast<char>('0' + frac % 10);
+    frac /= 10;
+  }
+  out.append(digits, static_cast<size_t>(decimals));
+}
+
 }  // namespace flexllm::detail

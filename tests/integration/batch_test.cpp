@@ -282,10 +282,13 @@ TEST(Batch, JsonlSourceReadsMessagesAndNamesBadLines) {
   std::remove(path.c_str());
 }
 
-// Compaction sorts a file written in completion order (a new file replaces it), and leaves alone
-// a file that is already in index order with one record per index.
-TEST(Batch, CompactionRewritesOnlyWhatIsOutOfOrder) {
-  MockServer mock({.latency_ms = {1, 8}, .echo = true});
+// A new file is written in index order while completions allow it (records that finish early wait
+// a little for those before them): it is then its own compacted form and is not rewritten. When a
+// straggler keeps them waiting past half a flush interval, they are written in completion order and
+// compaction sorts the file (a new file replaces it).
+TEST(Batch, FilesAreWrittenInOrderOrCompacted) {
+  MockServer fast({.latency_ms = {1, 8}, .echo = true});
+  MockServer slow({.latency_ms = {1, 60}, .echo = true});
   std::string out = temp_path("compact.jsonl");
   auto inode = [&] {
     struct stat st {};
@@ -297,21 +300,22 @@ TEST(Batch, CompactionRewritesOnlyWhatIsOutOfOrder) {
     ASSERT_EQ(records.size(), n);
     for (size_t i = 0; i < n; ++i) EXPECT_EQ(records[i]["index"], i);
   };
-  for (int concurrency : {1, 16}) {
+  for (bool stragglers : {false, true}) {
     std::remove(out.c_str());
     std::ofstream(out).close();  // an empty file: its inode tells whether it was replaced
     const auto before = inode();
-    LLMClient client(config_for(mock, {.concurrency_limit = concurrency}));
-    client.chat_completions_batch(prompts(120), {.output_file = out});
+    LLMClient client(config_for(stragglers ? slow : fast, {.concurrency_limit = 16}));
+    client.chat_completions_batch(
+        prompts(120), {.output_file = out, .flush_interval = stragglers ? 10ms : 1000ms});
     check_sorted(120);
-    if (concurrency == 1) {
-      EXPECT_EQ(inode(), before) << "an ordered file needs no rewrite";
+    if (stragglers) {
+      EXPECT_NE(inode(), before) << "written out of order, so compacted into a new file";
     } else {
-      EXPECT_NE(inode(), before) << "completion order differs from index order";
+      EXPECT_EQ(inode(), before) << "written in order: no rewrite";
     }
   }
-  // A resumed run with new records after old ones is merged into one sorted file.
-  LLMClient client(config_for(mock, {.concurrency_limit = 16}));
+  // A resumed run appends new records after old ones: merged into one sorted file.
+  LLMClient client(config_for(fast, {.concurrency_limit = 16}));
   client.chat_completions_batch(prompts(200), {.output_file = out});
   check_sorted(200);
   std::remove(out.c_str());
