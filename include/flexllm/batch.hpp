@@ -44,6 +44,9 @@ class StopSignal {
 };
 
 struct BatchOptions {
+  // LLMClientPool: one shared queue that every endpoint pulls from when it has a free slot
+  // (instead of the pool's load_balance choice per request). A single client ignores it.
+  bool distribute = false;
   std::string output_file{};          // JSONL checkpoint; a rerun resumes from it ("" = none)
   std::vector<json> metadata_list{};  // one per input (or empty): kept in records and items
   SaveInput save_input = SaveInput::full;

@@ -74,28 +74,28 @@ struct ClientConfig {
 
 namespace detail {
 class ClientCore;
-}
+class BatchTarget;
+}  // namespace detail
 
-class LLMClient {
+// What LLMClient and LLMClientPool both offer: code written against ChatClient& takes either.
+class ChatClient {
  public:
-  explicit LLMClient(ClientConfig config);
-  ~LLMClient();  // close()
-  LLMClient(LLMClient&&) noexcept;
-  LLMClient& operator=(LLMClient&&) noexcept;
+  virtual ~ChatClient() = default;
 
   // Blocking call; throws the typed flexllm::Error of the failure after the retries.
   ChatResult chat_completions(const json& messages, const RequestOptions& options = {});
   // The same without blocking; the future holds the result or the typed error.
-  std::future<ChatResult> chat_completions_async(const json& messages,
-                                                 const RequestOptions& options = {});
+  virtual std::future<ChatResult> chat_completions_async(const json& messages,
+                                                         const RequestOptions& options = {}) = 0;
   // Token stream as a range of events (see ChatStream).
-  ChatStream chat_completions_stream(const json& messages, const RequestOptions& options = {});
+  virtual ChatStream chat_completions_stream(const json& messages,
+                                             const RequestOptions& options = {}) = 0;
   // Token stream with a callback, run on the calling thread for each event; returns the result.
   ChatResult chat_completions_stream(const json& messages,
                                      const std::function<void(const StreamEvent&)>& on_event,
                                      const RequestOptions& options = {});
-  // Runs every request with the client's limits and returns items aligned with the input
-  // (items[i] is messages_list[i]). Per-item failures never throw; with an output_file the run is
+  // Runs every request within the limits and returns items aligned with the input (items[i] is
+  // messages_list[i]). Per-item failures never throw; with an output_file the run is
   // checkpointed and a rerun resumes (SPEC §6). Throws InvalidRequestError before any request for
   // a metadata_list of the wrong length or an output file that cannot be written.
   BatchResult chat_completions_batch(const std::vector<json>& messages_list,
@@ -106,21 +106,48 @@ class LLMClient {
   BatchResult chat_completions_batch(MessageSource source, const BatchOptions& options = {});
   // The same over a lazy source, yielding items as they complete (see BatchIterator).
   BatchIterator iter_chat_completions_batch(MessageSource source, BatchOptions options = {});
+  // The response cache: stats() and clear() (a disabled cache counts nothing).
+  virtual ResponseCache& cache() = 0;
+  // Cancels queued and in-flight requests (they fail with CancelledError) and waits for them.
+  // Idempotent; the destructor calls it.
+  virtual void close() = 0;
+
+ protected:
+  // What a batch runs on (BatchOptions::distribute: a pool's shared queue).
+  virtual std::unique_ptr<detail::BatchTarget> batch_target(bool distribute) = 0;
+  // Blocking calls refuse to run on the I/O thread (a callback): they would wait for themselves.
+  virtual bool on_io_thread() const = 0;
+  void refuse_on_io_thread() const;  // throws std::logic_error there
+};
+
+class LLMClient : public ChatClient {
+ public:
+  explicit LLMClient(ClientConfig config);
+  ~LLMClient() override;  // close()
+  LLMClient(LLMClient&&) noexcept;
+  LLMClient& operator=(LLMClient&&) noexcept;
+
+  using ChatClient::chat_completions_stream;
+  std::future<ChatResult> chat_completions_async(const json& messages,
+                                                 const RequestOptions& options = {}) override;
+  ChatStream chat_completions_stream(const json& messages,
+                                     const RequestOptions& options = {}) override;
   // Model ids the endpoint offers.
   std::vector<std::string> model_list();
-  // The client's response cache: stats() and clear() (a disabled cache counts nothing).
-  ResponseCache& cache();
+  ResponseCache& cache() override;
 
   Provider provider() const;
   const ClientConfig& config() const;
   // The rate cap in force (requests/s): max_qps, or adaptive mode's current rate; infinity when
   // unlimited.
   double current_rate() const;
-  // Cancels queued and in-flight requests (they fail with CancelledError) and waits for them.
-  // Idempotent; the destructor calls it.
-  void close();
+  void close() override;
 
-  detail::ClientCore& core();  // for the batch runner and the pool
+  detail::ClientCore& core();  // for benchmarks and tests that look inside
+
+ protected:
+  std::unique_ptr<detail::BatchTarget> batch_target(bool distribute) override;
+  bool on_io_thread() const override;
 
  private:
   std::unique_ptr<detail::ClientCore> core_;

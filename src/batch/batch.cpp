@@ -61,14 +61,16 @@ BatchResultItem not_run_item(size_t index, const BatchOptions& options) {
 
 }  // namespace
 
-BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_list,
-                                              const BatchOptions& options) {
+namespace detail {
+
+BatchResult run_aligned_batch(std::unique_ptr<BatchTarget> target,
+                              const std::vector<json>& messages_list, const BatchOptions& options) {
   if (!options.metadata_list.empty() && options.metadata_list.size() != messages_list.size())
     throw InvalidRequestError(Error(
         ErrorKind::invalid_request,
         fmt::format("BatchOptions.metadata_list has {} entries for {} inputs: give one per input",
                     options.metadata_list.size(), messages_list.size())));
-  detail::BatchRunner runner(core(), options, messages_list);
+  BatchRunner runner(std::move(target), options, messages_list);
   BatchResult out;
   out.items.resize(messages_list.size());
   std::vector<bool> seen(messages_list.size(), false);
@@ -84,8 +86,9 @@ BatchResult LLMClient::chat_completions_batch(const std::vector<json>& messages_
   return out;
 }
 
-BatchResult LLMClient::chat_completions_batch(MessageSource source, const BatchOptions& options) {
-  detail::BatchRunner runner(core(), options, std::move(source));
+BatchResult run_aligned_batch(std::unique_ptr<BatchTarget> target, MessageSource source,
+                              const BatchOptions& options) {
+  BatchRunner runner(std::move(target), options, std::move(source));
   BatchResult out;
   // A source that knows its size gets its results allocated once. Otherwise items wait in a
   // deque (no reallocation peaks) and move to their places at the end, each deque block freed as
@@ -125,10 +128,7 @@ BatchResult LLMClient::chat_completions_batch(MessageSource source, const BatchO
   return out;
 }
 
-BatchIterator LLMClient::iter_chat_completions_batch(MessageSource source, BatchOptions options) {
-  return BatchIterator(
-      std::make_unique<detail::BatchRunner>(core(), std::move(options), std::move(source)));
-}
+}  // namespace detail
 
 namespace {
 

@@ -12,43 +12,19 @@
 #include "core/json_scan.hpp"
 
 namespace flexllm::detail {
-namespace {
-
-// One batch request: its outcome goes back to the runner instead of a promise.
-class BatchJob final : public Job {
- public:
-  BatchJob(std::string url, std::string body, std::shared_ptr<BatchRunner::Inbox> inbox,
-           BatchRunner::Outcome seed)
-      : Job(Mode::chat, std::move(url), std::move(body)),
-        inbox_(std::move(inbox)),
-        outcome_(std::move(seed)) {}
-  void succeed(ChatResult&& result) override {
-    outcome_.result = std::move(result);
-    inbox_->put(std::move(outcome_));
-  }
-  void fail(Error&& error) override {
-    outcome_.error = std::move(error);
-    inbox_->put(std::move(outcome_));
-  }
-
- private:
-  std::shared_ptr<BatchRunner::Inbox> inbox_;
-  BatchRunner::Outcome outcome_;
-};
-
-}  // namespace
-
-BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, const std::vector<json>& inputs)
-    : BatchRunner(core, std::move(options), MessageSource()) {
+BatchRunner::BatchRunner(std::unique_ptr<BatchTarget> target, BatchOptions options,
+                         const std::vector<json>& inputs)
+    : BatchRunner(std::move(target), std::move(options), MessageSource()) {
   inputs_ = &inputs;
   total_ = inputs.size();
 }
 
-BatchRunner::BatchRunner(ClientCore& core, BatchOptions options, MessageSource source)
-    : core_(core),
+BatchRunner::BatchRunner(std::unique_ptr<BatchTarget> target, BatchOptions options,
+                         MessageSource source)
+    : target_(std::move(target)),
       options_(std::move(options)),
       source_(std::move(source)),
-      window_(std::max<size_t>(2 * static_cast<size_t>(core.config().concurrency_limit), 16)) {
+      window_(std::max<size_t>(2 * static_cast<size_t>(target_->concurrency()), 16)) {
   if (options_.batch_size == 0) options_.batch_size = 1;
   if (!options_.on_warning)
     options_.on_warning = [](const std::string& w) {
@@ -109,7 +85,7 @@ void BatchRunner::prepare() {
   }
   if (options_.show_progress)
     progress_ =
-        std::make_unique<Progress>(expected_total(), [this] { return core_.current_rate(); });
+        std::make_unique<Progress>(expected_total(), [this] { return target_->current_rate(); });
 }
 
 std::optional<size_t> BatchRunner::expected_total() {
@@ -128,42 +104,75 @@ json BatchRunner::metadata_for(size_t index) const {
 }
 
 // Pulls inputs while the window has room: restores what the checkpoint holds for the same
-// request, sends the rest.
+// request, answers what the cache holds, sends the rest.
 void BatchRunner::dispatch() {
-  while (!exhausted_ && in_flight_ < window_ && ready_.size() < window_) {
+  while (in_flight_ < window_ && ready_.size() < window_) {
     if (options_.stop && options_.stop->requested()) {
+      exhausted_ = true;
+      lookahead_.clear();
+      break;
+    }
+    if (lookahead_.empty() && !exhausted_) pull_lookahead();
+    if (lookahead_.empty()) {
       exhausted_ = true;
       break;
     }
-    size_t index;
-    std::optional<json> pulled;
-    const json* messages;
+    Pending p = std::move(lookahead_.front());
+    lookahead_.pop_front();
+    dispatch_one(p.index, p.owned ? *p.owned : *p.messages, p.looked_up ? &p : nullptr);
+  }
+}
+
+// The next inputs, as many as the window has room for (up to kLookahead). With a cache, they are
+// looked up together: one store round trip (a Redis MGET, one SQLite transaction) for all of them
+// instead of one each.
+void BatchRunner::pull_lookahead() {
+  CacheFront* cache = target_->cache();
+  const bool read_cache = cache && !options_.request.skip_cache && !options_.request.return_raw;
+  const size_t room =
+      read_cache ? std::min(kLookahead, window_ - std::min(window_, in_flight_)) : 1;
+  for (size_t i = 0; i < std::max<size_t>(room, 1); ++i) {
+    Pending p;
     if (inputs_) {
-      if (order_pos_ >= order_.size()) {
-        exhausted_ = true;
-        break;
-      }
-      index = order_[order_pos_++];
-      messages = &(*inputs_)[index];
+      if (order_pos_ >= order_.size()) break;
+      p.index = order_[order_pos_++];
+      p.messages = &(*inputs_)[p.index];
     } else {
-      pulled = source_();
-      if (!pulled) {
-        exhausted_ = true;
-        break;
-      }
-      index = next_index_++;
-      messages = &*pulled;
+      p.owned = source_();
+      if (!p.owned) break;
+      p.index = next_index_++;
     }
-    dispatch_one(index, *messages);
+    lookahead_.push_back(std::move(p));
+  }
+  if (!read_cache || lookahead_.size() < 2) return;  // a single input looks itself up
+  std::vector<CacheKey> keys;
+  std::vector<Pending*> asked;
+  for (Pending& p : lookahead_) {
+    const RecordRef* ref = checkpoint_record(p.index);
+    if (ref && ref->success) continue;  // the checkpoint answers first
+    const json& messages = p.owned ? *p.owned : *p.messages;
+    try {
+      target_->check_chat(messages, options_.request);
+      p.key = target_->cache_key(messages, options_.request);
+    } catch (const Error&) {
+      continue;  // dispatch_one reports it
+    }
+    keys.push_back(p.key);
+    asked.push_back(&p);
+  }
+  auto hits = cache->get_many(keys);
+  for (size_t i = 0; i < asked.size(); ++i) {
+    asked[i]->looked_up = true;
+    asked[i]->hit = std::move(hits[i]);
   }
 }
 
 // One input: restored from the checkpoint, answered by the cache, joined to an identical request
 // in flight, or sent. The request body is built only when something needs it (a hit without a
 // checkpoint file needs nothing but the cache key).
-void BatchRunner::dispatch_one(size_t index, const json& messages) {
+void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* looked_up) {
   try {
-    core_.check_chat(messages, options_.request);
+    target_->check_chat(messages, options_.request);
   } catch (const Error& e) {  // an invalid input fails its item, never the batch
     BatchResultItem item;
     item.index = index;
@@ -180,8 +189,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
   bool built = false;
   auto build = [&] {
     if (built) return;
-    std::tie(url, body) = core_.chat_request(messages, options_.request, /*stream=*/false,
-                                             /*checked=*/true);
+    std::tie(url, body) = target_->chat_request(messages, options_.request);
     key = record_key(body);
     built = true;
   };
@@ -189,7 +197,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
   // bytes are reused when it can.
   auto record_input = [&]() -> std::string {
     if (!writer_ || options_.save_input == SaveInput::none) return {};
-    std::string_view embedded = core_.adapter().embedded_messages(body);
+    std::string_view embedded = target_->embedded_messages(body);
     if (options_.save_input == SaveInput::last) embedded = json_last_element(embedded);
     return embedded.empty() ? saved_input(messages, options_.save_input) : std::string(embedded);
   };
@@ -207,19 +215,19 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
       if (summary_.key_mismatches++ < 10) summary_.first_mismatches.push_back(index);
     }
   }
-  CacheFront* cache = core_.cache();
+  CacheFront* cache = target_->cache();
   CacheKey cache_key{};
   bool lead = false;
-  Outcome seed;
+  BatchOutcome seed;
   seed.index = index;
   if (cache) {
-    cache_key = core_.cache_key(messages, options_.request);
+    cache_key = looked_up ? looked_up->key : target_->cache_key(messages, options_.request);
     if (!options_.request.skip_cache && !options_.request.return_raw) {
-      if (auto hit = cache->get(cache_key)) {
+      if (auto hit = looked_up ? std::move(looked_up->hit) : cache->get(cache_key)) {
         BatchResultItem item;
         item.index = index;
         item.status = ItemStatus::cached;
-        hit->endpoint = core_.endpoint_name();
+        hit->endpoint = target_->endpoint_name();
         item.result = std::move(hit);
         item.metadata = metadata_for(index);
         if (writer_) {
@@ -254,30 +262,14 @@ void BatchRunner::dispatch_one(size_t index, const json& messages) {
   seed.key = key;
   if (seed.input.empty()) seed.input = record_input();
   if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
-  auto job = std::make_unique<BatchJob>(std::move(url), std::move(body), inbox_, std::move(seed));
-  if (cache) {
-    job->cache = cache;
-    job->cache_key = cache_key;
-    job->cache_lead = lead;
-  }
-  job->return_raw = false;
-  job->timeout = options_.request.timeout;
-  job->thinking_requested = options_.request.thinking.has_value();
   ++in_flight_;
-  core_.submit(std::move(job));
-}
-
-void BatchRunner::Inbox::put(Outcome outcome) {
-  {
-    std::lock_guard lock(mu);
-    completed.push_back(std::move(outcome));
-  }
-  cv.notify_one();
+  target_->send({std::move(url), std::move(body)}, messages, options_.request, std::move(seed),
+                inbox_, CacheTicket{cache, cache_key, lead});
 }
 
 // Waits for at least one completion, then records every one that is in.
 void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
-  std::deque<Outcome> batch;
+  std::deque<BatchOutcome> batch;
   {
     std::unique_lock lock(inbox_->mu);
     auto arrived = [this] { return !inbox_->completed.empty(); };
@@ -293,7 +285,7 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
     }
     batch.swap(inbox_->completed);
   }
-  for (Outcome& o : batch) {
+  for (BatchOutcome& o : batch) {
     --in_flight_;
     BatchResultItem item;
     item.index = o.index;
@@ -301,7 +293,7 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
     if (o.result) {
       if (o.result->cached) {  // answered by an identical request
         item.status = ItemStatus::cached;
-        o.result->endpoint = core_.endpoint_name();
+        o.result->endpoint = target_->endpoint_name();
         o.result->latency = Clock::now() - o.submitted;
       } else {
         item.status = ItemStatus::success;

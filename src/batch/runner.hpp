@@ -13,7 +13,7 @@
 #include "batch/journal.hpp"
 #include "batch/latency_histogram.hpp"
 #include "batch/progress.hpp"
-#include "engine/client_core.hpp"
+#include "batch/target.hpp"
 #include "flexllm/batch.hpp"
 
 namespace flexllm::detail {
@@ -23,8 +23,9 @@ class BatchRunner {
   // From a lazy source (indices in source order), or from `inputs` known up front: then the
   // indices the checkpoint does not hold are sent first, and the others are checked and restored
   // while those requests are in flight.
-  BatchRunner(ClientCore& core, BatchOptions options, MessageSource source);
-  BatchRunner(ClientCore& core, BatchOptions options, const std::vector<json>& inputs);
+  BatchRunner(std::unique_ptr<BatchTarget> target, BatchOptions options, MessageSource source);
+  BatchRunner(std::unique_ptr<BatchTarget> target, BatchOptions options,
+              const std::vector<json>& inputs);
   ~BatchRunner();  // an unfinished batch is stopped: in-flight requests finish and are recorded
 
   // Up to batch_size newly completed items (blocks for at least one); false once all are done.
@@ -36,28 +37,20 @@ class BatchRunner {
   // Through BatchOptions::on_warning (stderr when unset).
   void warn(const std::string& message) const { options_.on_warning(message); }
 
-  // A finished request, from the I/O thread.
-  struct Outcome {
-    size_t index = 0;
-    RecordKey key{};
-    std::string input;              // saved_input() text, when the record keeps the input
-    Clock::time_point submitted{};  // a follower of an identical request: when it joined
-    std::optional<ChatResult> result;
-    std::optional<Error> error;
-  };
-  // Where finished requests land, from the I/O thread. Shared with the jobs so that a job
-  // handing over its outcome never touches a runner that has already gone.
-  struct Inbox {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<Outcome> completed;
-    void put(Outcome outcome);
-  };
-
  private:
   void prepare();
+  // An input pulled ahead of its dispatch, possibly looked up in the cache already.
+  struct Pending {
+    size_t index = 0;
+    const json* messages = nullptr;  // inputs_ mode
+    std::optional<json> owned;       // source mode
+    bool looked_up = false;
+    CacheKey key{};
+    std::optional<ChatResult> hit;
+  };
   void dispatch();
-  void dispatch_one(size_t index, const json& messages);
+  void pull_lookahead();
+  void dispatch_one(size_t index, const json& messages, Pending* looked_up);
   void take_completions(std::vector<BatchResultItem>& ready);
   void account(const BatchResultItem& item);
   void track(const RecordRef& ref);
@@ -70,7 +63,7 @@ class BatchRunner {
   json metadata_for(size_t index) const;
   const RecordRef* checkpoint_record(size_t index) const;
 
-  ClientCore& core_;
+  std::unique_ptr<BatchTarget> target_;
   BatchOptions options_;
   MessageSource source_;
   const std::vector<json>* inputs_ = nullptr;
@@ -78,8 +71,10 @@ class BatchRunner {
   std::vector<size_t> order_;  // inputs_ mode: the dispatch order
   size_t order_pos_ = 0;
   size_t window_;
+  static constexpr size_t kLookahead = 64;
+  std::deque<Pending> lookahead_;
 
-  std::shared_ptr<Inbox> inbox_ = std::make_shared<Inbox>();
+  std::shared_ptr<BatchInbox> inbox_ = std::make_shared<BatchInbox>();
 
   // Caller's thread only.
   bool prepared_ = false;
@@ -115,5 +110,12 @@ class BatchRunner {
   Clock::time_point start_{};
   std::unique_ptr<Progress> progress_;
 };
+
+// Input-aligned results (chat_completions_batch) of a batch on `target`. The vector form checks
+// metadata_list's length before any request.
+BatchResult run_aligned_batch(std::unique_ptr<BatchTarget> target,
+                              const std::vector<json>& messages_list, const BatchOptions& options);
+BatchResult run_aligned_batch(std::unique_ptr<BatchTarget> target, MessageSource source,
+                              const BatchOptions& options);
 
 }  // namespace flexllm::detail

@@ -9,25 +9,18 @@
 
 #include <fmt/format.h>
 
+#include "batch/target.hpp"
+#include "client/cache_path.hpp"
 #include "client/stream_channel.hpp"
 #include "engine/client_core.hpp"
 
 namespace flexllm {
 namespace {
 
-using detail::CacheFront;
-using detail::CacheKey;
 using detail::ClientCore;
 using detail::Clock;
 using detail::Job;
-
-std::exception_ptr to_exception(const Error& error) {
-  try {
-    error.rethrow();
-  } catch (...) {
-    return std::current_exception();
-  }
-}
+using detail::to_exception;
 
 class PromiseJob final : public Job {
  public:
@@ -62,30 +55,6 @@ void require(bool ok, const char* field, const std::string& why) {
   if (!ok)
     throw InvalidRequestError(
         Error(ErrorKind::invalid_request, fmt::format("ClientConfig.{}: {}", field, why)));
-}
-
-void not_on_io_thread(ClientCore& core) {
-  if (core.loop().in_loop_thread())
-    throw std::logic_error(
-        "flexllm: a blocking call was made on the I/O thread (from a callback); use the async "
-        "form instead");
-}
-
-// A cached result as the events its stream would have had: reasoning, content, each tool call
-// whole, usage (the `done` event follows).
-std::vector<StreamEvent> replay_events(const ChatResult& r) {
-  std::vector<StreamEvent> events;
-  if (r.reasoning && !r.reasoning->empty())
-    events.push_back({.kind = StreamEvent::thinking, .text = *r.reasoning});
-  if (!r.content.empty()) events.push_back({.kind = StreamEvent::content, .text = r.content});
-  for (size_t i = 0; i < r.tool_calls.size(); ++i) {
-    const ToolCall& call = r.tool_calls[i];
-    events.push_back(
-        {.kind = StreamEvent::tool_call,
-         .tool = ToolCallDelta{static_cast<int>(i), call.id, call.name, call.arguments}});
-  }
-  if (r.usage) events.push_back({.kind = StreamEvent::usage, .usage_info = r.usage});
-  return events;
 }
 
 template <class J>
@@ -141,53 +110,21 @@ LLMClient& LLMClient::operator=(LLMClient&& other) noexcept {
   return *this;
 }
 
-ChatResult LLMClient::chat_completions(const json& messages, const RequestOptions& options) {
-  not_on_io_thread(*core_);
-  return chat_completions_async(messages, options).get();
-}
-
 std::future<ChatResult> LLMClient::chat_completions_async(const json& messages,
                                                           const RequestOptions& options) {
   const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/false);
-  CacheFront* cache = core_->cache();
-  CacheKey key{};
-  bool lead = false;
-  if (cache) {
-    key = core_->cache_key(messages, options);
-    // skip_cache asks for a fresh answer, return_raw for the reply the cache does not keep: both
-    // go upstream, and their answer refreshes the entry.
-    if (!options.skip_cache && !options.return_raw) {
-      auto deliver = [endpoint = core_->endpoint_name(), start](ChatResult r) {
-        r.endpoint = endpoint;
-        r.latency = Clock::now() - start;
-        return r;
-      };
-      if (auto hit = cache->get(key)) {
-        std::promise<ChatResult> done;
-        done.set_value(deliver(std::move(*hit)));
-        return done.get_future();
-      }
-      auto waiting = std::make_shared<std::promise<ChatResult>>();
-      auto future = waiting->get_future();
-      if (cache->join(key, [waiting, deliver](const ChatResult* r, const Error* e) {
-            if (r) {
-              waiting->set_value(deliver(*r));
-            } else {
-              waiting->set_exception(to_exception(*e));
-            }
-          }))
-        return future;
-      lead = true;
-    }
+  detail::CacheUse use{core_->cache()};
+  if (use.cache) {
+    use.key = core_->cache_key(messages, options);
+    if (auto answered = detail::answer_from_cache(use, options, core_->endpoint_name(), start))
+      return std::move(*answered);
   }
   auto job = std::make_unique<PromiseJob>(Job::Mode::chat, std::move(url), std::move(body));
   apply_options(*job, options);
-  if (cache) {
-    job->cache = cache;
-    job->cache_key = key;
-    job->cache_lead = lead;
-  }
+  job->cache = use.cache;
+  job->cache_key = use.key;
+  job->cache_lead = use.lead;
   auto future = job->promise.get_future();
   core_->submit(std::move(job));
   return future;
@@ -197,45 +134,24 @@ ChatStream LLMClient::chat_completions_stream(const json& messages, const Reques
   const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/true);
   auto channel = std::make_shared<detail::StreamChannel>();
-  CacheFront* cache = core_->cache();
-  CacheKey key{};
-  if (cache) {
-    // Streams do not coalesce (each caller wants its tokens as they come); a hit replays.
-    key = core_->cache_key(messages, options);
-    if (!options.skip_cache && !options.return_raw) {
-      if (auto hit = cache->get(key)) {
-        hit->endpoint = core_->endpoint_name();
-        hit->latency = Clock::now() - start;
-        std::vector<StreamEvent> events = replay_events(*hit);
-        channel->push(events);
-        channel->finish(std::move(*hit));
-        return ChatStream(std::move(channel));
-      }
-    }
+  detail::CacheUse use{core_->cache()};
+  if (use.cache) {
+    use.key = core_->cache_key(messages, options);
+    if (detail::replay_from_cache(use, options, core_->endpoint_name(), start, *channel))
+      return ChatStream(std::move(channel));
   }
   auto job = std::make_unique<StreamJob>(std::move(url), std::move(body), channel);
   apply_options(*job, options);
-  if (cache) {
-    job->cache = cache;
-    job->cache_key = key;
-  }
+  job->cache = use.cache;
+  job->cache_key = use.key;
   job->id = core_->new_id();
   channel->set_cancel([core = core_.get(), id = job->id] { core->cancel(id); });
   core_->submit(std::move(job));
   return ChatStream(std::move(channel));
 }
 
-ChatResult LLMClient::chat_completions_stream(
-    const json& messages, const std::function<void(const StreamEvent&)>& on_event,
-    const RequestOptions& options) {
-  not_on_io_thread(*core_);
-  ChatStream stream = chat_completions_stream(messages, options);
-  for (const StreamEvent& ev : stream) on_event(ev);
-  return stream.result();
-}
-
 std::vector<std::string> LLMClient::model_list() {
-  not_on_io_thread(*core_);
+  refuse_on_io_thread();
   const auto& adapter = core_->adapter();
   auto job = std::make_unique<RawJob>(Job::Mode::raw, adapter.models_url(core_->endpoint()), "");
   auto future = job->promise.get_future();
@@ -257,6 +173,12 @@ double LLMClient::current_rate() const {
 }
 void LLMClient::close() {
   if (core_) core_->close();
+}
+std::unique_ptr<detail::BatchTarget> LLMClient::batch_target(bool /*distribute*/) {
+  return detail::client_target(*core_);
+}
+bool LLMClient::on_io_thread() const {
+  return core_->loop().in_loop_thread();
 }
 ResponseCache& LLMClient::cache() {
   return core_->response_cache();

@@ -3,6 +3,23 @@
 namespace flexllm {
 namespace detail {
 
+// A cached result as the events its stream would have had: reasoning, content, each tool call
+// whole, usage (the `done` event follows).
+std::vector<StreamEvent> replay_events(const ChatResult& r) {
+  std::vector<StreamEvent> events;
+  if (r.reasoning && !r.reasoning->empty())
+    events.push_back({.kind = StreamEvent::thinking, .text = *r.reasoning});
+  if (!r.content.empty()) events.push_back({.kind = StreamEvent::content, .text = r.content});
+  for (size_t i = 0; i < r.tool_calls.size(); ++i) {
+    const ToolCall& call = r.tool_calls[i];
+    events.push_back(
+        {.kind = StreamEvent::tool_call,
+         .tool = ToolCallDelta{static_cast<int>(i), call.id, call.name, call.arguments}});
+  }
+  if (r.usage) events.push_back({.kind = StreamEvent::usage, .usage_info = r.usage});
+  return events;
+}
+
 bool StreamChannel::push(std::vector<StreamEvent>& events) {
   {
     std::lock_guard lock(mu_);

@@ -40,4 +40,8 @@ class StreamChannel {
   std::function<void()> cancel_;  // cleared when the request is over
 };
 
+// A cached result as the events its stream would have had: reasoning, content, each tool call
+// whole, usage (the `done` event follows).
+std::vector<StreamEvent> replay_events(const ChatResult& r);
+
 }  // namespace flexllm::detail

@@ -201,7 +201,32 @@ void ClientCore::admit(Job* job) {
 
 void ClientCore::pump() {
   if (closed()) return;  // close() is cancelling what is left
-  while (!queue_.empty() && in_flight_ < config_.concurrency_limit) {
+  while (in_flight_ < config_.concurrency_limit) {
+    if (queue_.empty()) {
+      // A free slot pulls from the feeder (a pool's shared queue), when the rate allows a start.
+      if (!feeder_) return;
+      const auto now = Clock::now();
+      if (const auto at = rate_.next_start(now); at > now) {
+        if (!pump_timer_) {
+          pump_at_ = at;
+          pump_timer_ = loop().add_timer(pump_at_, [this] {
+            pump_timer_ = 0;
+            pump();
+          });
+        }
+        return;
+      }
+      std::unique_ptr<Job> fed = feeder_();
+      if (!fed) return;
+      hold();
+      fed->core_ = this;
+      if (fed->id == 0) fed->id = new_id();
+      fed->submitted_ = Clock::now();
+      Job* job = fed.release();
+      live_.insert(job);
+      job->state_ = Job::State::queued;
+      queue_.push_back(job);
+    }
     const auto now = Clock::now();
     const auto at = rate_.next_start(now);
     if (at > now) {
@@ -385,7 +410,8 @@ void ClientCore::retry_or_fail(Job* job, Error error) {
     rate_.on_rate_limited(now, error.retry_after());
     rate_snapshot_.store(rate_.rate(), std::memory_order_relaxed);
   }
-  const bool can_retry = error.retryable() && !closed() && job->attempts_ <= config_.retry_times &&
+  const int retry_times = job->max_retries.value_or(config_.retry_times);
+  const bool can_retry = error.retryable() && !closed() && job->attempts_ <= retry_times &&
                          !(job->mode == Job::Mode::stream && job->events_delivered_);
   if (!can_retry) return finish(job, std::nullopt, std::move(error));
 

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -54,6 +55,9 @@ class Job : public Transfer {
   CacheFront* cache = nullptr;
   CacheKey cache_key{};
   bool cache_lead = false;
+  // Retries of this job on this endpoint instead of ClientConfig::retry_times (a pool retries
+  // across endpoints itself and gives its attempts 0).
+  std::optional<int> max_retries{};
 
  private:
   friend class ClientCore;
@@ -97,6 +101,14 @@ class ClientCore {
   // Cancels everything queued, waiting or in flight, and waits until all of it has completed.
   void close();
   bool closed() const { return closed_.load(std::memory_order_acquire); }
+
+  // Where a free slot pulls work when this endpoint's own queue is empty (a pool's shared queue
+  // for a distributed batch); returns nullptr when there is none. Loop thread only.
+  using Feeder = std::function<std::unique_ptr<Job>()>;
+  void set_feeder(Feeder feeder) { feeder_ = std::move(feeder); }
+  // Loop thread: lets free slots take queued or fed work now (after the feeder has some).
+  void poke() { pump(); }
+  int in_flight() const { return in_flight_; }  // loop thread
 
   // Current rate cap in requests/s (infinity when unlimited); any thread.
   double current_rate() const { return rate_snapshot_.load(std::memory_order_relaxed); }
@@ -172,6 +184,7 @@ class ClientCore {
     std::optional<Error> error;
   };
   std::vector<Delivery> deliveries_;  // finished this turn, handed over by deliver()
+  Feeder feeder_;
 };
 
 }  // namespace flexllm::detail

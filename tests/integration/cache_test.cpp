@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "client_support.hpp"
+#include "redis_server.hpp"
 
 namespace flexllm::test {
 namespace {
@@ -211,6 +212,46 @@ TEST(Cache, ACorruptStoreLeavesTheClientWorkingUncached) {
   EXPECT_NE(err.find(dir), std::string::npos) << "the warning names the file: " << err;
   EXPECT_EQ(mock.stats(false).requests, 2u);
   std::filesystem::remove_all(dir);
+}
+
+// The redis backend through the client: two clients share it (as two machines would), and when
+// Redis goes away mid-run the client keeps answering, uncached, and says so once.
+TEST(Cache, RedisIsSharedAndItsOutageOnlyCostsTheCache) {
+  ASSERT_EQ(::access("/usr/bin/redis-server", X_OK), 0)
+      << "these tests need redis-server (Debian package redis-server; scripts/install-deps)";
+  redis_test::RedisServer redis;
+  ASSERT_TRUE(redis.start(redis_test::free_port()));
+  MockServer mock(MockConfig{});
+  auto config = cached(mock, ResponseCacheConfig::redis(redis.url("/0"), std::chrono::hours(1)));
+  std::string content;
+  {
+    LLMClient writer(config);
+    content = writer.chat_completions(user("shared")).content;
+  }  // closing stores what is queued
+  testing::internal::CaptureStderr();
+  LLMClient reader(config);
+  ChatResult hit = reader.chat_completions(user("shared"));
+  EXPECT_TRUE(hit.cached);
+  EXPECT_EQ(hit.content, content);
+  EXPECT_EQ(mock.stats(false).requests, 1u);
+  // A batch looks its items up together (one MGET per lookahead block).
+  std::vector<json> inputs(40, user("shared"));
+  for (int i = 0; i < 40; ++i) inputs.push_back(user("new " + std::to_string(i)));
+  BatchResult r = reader.chat_completions_batch(inputs);
+  EXPECT_EQ(r.summary.cached, 40u);
+  EXPECT_EQ(r.summary.success, 40u);
+  redis.stop(SIGKILL);
+  for (int i = 0; i < 5; ++i) {
+    ChatResult r2 = reader.chat_completions(user("during the outage " + std::to_string(i)));
+    EXPECT_FALSE(r2.cached);
+  }
+  EXPECT_EQ(mock.stats(false).requests, 46u) << "every call still answered";
+  std::string err = testing::internal::GetCapturedStderr();
+  size_t warnings = 0;
+  for (size_t at = err.find("unreachable"); at != std::string::npos;
+       at = err.find("unreachable", at + 1))
+    ++warnings;
+  EXPECT_EQ(warnings, 1u) << "one warning per outage: " << err;
 }
 
 TEST(Cache, BadBackendIsAConfigError) {

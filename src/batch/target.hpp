@@ -1,0 +1,77 @@
+// What a batch runs on: one client's engine, or a pool of them. The runner decides what to send
+// (checkpoint, cache, order); the target builds requests and carries them, and hands each outcome
+// back through the inbox.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "batch/journal.hpp"
+#include "cache/cache_front.hpp"
+#include "engine/policy.hpp"
+#include "flexllm/errors.hpp"
+#include "flexllm/types.hpp"
+
+namespace flexllm::detail {
+
+class ClientCore;
+
+// A finished request, from the I/O thread.
+struct BatchOutcome {
+  size_t index = 0;
+  RecordKey key{};
+  std::string input;              // saved_input() text, when the record keeps the input
+  Clock::time_point submitted{};  // a follower of an identical request: when it joined
+  std::optional<ChatResult> result;
+  std::optional<Error> error;
+};
+
+// Where finished requests land, from the I/O thread. Shared with the jobs so that a job handing
+// over its outcome never touches a runner that has already gone.
+struct BatchInbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<BatchOutcome> completed;
+  void put(BatchOutcome outcome);
+};
+
+// How the response cache takes part in one request.
+struct CacheTicket {
+  CacheFront* cache = nullptr;  // none
+  CacheKey key{};
+  bool lead = false;  // leads a flight (land) rather than only storing its answer (put)
+};
+
+class BatchTarget {
+ public:
+  virtual ~BatchTarget() = default;
+  // Requests in flight at most, over every endpoint (the runner keeps twice this many in hand).
+  virtual int concurrency() const = 0;
+  // Throws InvalidRequestError for an input that cannot make a request.
+  virtual void check_chat(const json& messages, const RequestOptions& options) const = 0;
+  // The request whose body's hash is the record key (a pool: its first endpoint's, so that a
+  // record does not depend on which endpoint answered).
+  virtual std::pair<std::string, std::string> chat_request(const json& messages,
+                                                           const RequestOptions& options) const = 0;
+  // The messages inside a body chat_request() built ("" when the dialect rewrites them).
+  virtual std::string_view embedded_messages(std::string_view body) const = 0;
+  virtual CacheFront* cache() = 0;
+  virtual CacheKey cache_key(const json& messages, const RequestOptions& options) const = 0;
+  virtual std::string_view endpoint_name() const = 0;  // what cached items say answered
+  virtual double current_rate() const = 0;
+  // Sends `request` (chat_request()'s) for `messages`; the outcome reaches `inbox` as `seed`
+  // completed.
+  virtual void send(std::pair<std::string, std::string> request, const json& messages,
+                    const RequestOptions& options, BatchOutcome seed,
+                    std::shared_ptr<BatchInbox> inbox, CacheTicket ticket) = 0;
+};
+
+std::unique_ptr<BatchTarget> client_target(ClientCore& core);
+
+}  // namespace flexllm::detail
