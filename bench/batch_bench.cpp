@@ -1,21 +1,25 @@
 // Batch scenarios S1 (with/without checkpoint), S3 (memory) and S4 (resume) of ../shared/bench.
 //
 //   batch_bench --base-url URL -n N -c C [--output FILE] [--iter|--source [--input JSONL]]
-//               [--prefill K]
+//               [--prefill K] [--pool K [--distribute]]
 //   batch_bench --compact FILE        # S4: compaction time of an existing checkpoint
 //
 // --iter runs iter_chat_completions_batch over a generated lazy source (nothing held per item)
 // (or over the JSONL file --input, through jsonl_messages) instead of chat_completions_batch over
 // a vector; --source runs chat_completions_batch (input-aligned results) over that lazy source.
+// --pool K runs the batch on an LLMClientPool of K endpoints (all URL, C/K in flight each,
+// round robin; --distribute: the shared queue instead): the pool's routing overhead.
 // --prefill K first writes K finished records for inputs 0..K-1 to FILE (not timed), so the run
 // resumes them and sends only N-K requests. Prints one JSON line: wall, req/s, time to the first
 // newly answered item, peak RSS, counts.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include <flexllm/flexllm.hpp>
@@ -65,7 +69,8 @@ int main(int argc, char** argv) {
   std::string base_url, output, input;
   size_t n = 0, prefill = 0;
   int c = 0;
-  bool iter = false, from_source = false;
+  bool iter = false, from_source = false, distribute = false;
+  size_t pool_size = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -86,6 +91,10 @@ int main(int argc, char** argv) {
       iter = true;
     } else if (a == "--source") {
       from_source = true;
+    } else if (a == "--pool") {
+      pool_size = std::strtoull(value().c_str(), nullptr, 10);
+    } else if (a == "--distribute") {
+      distribute = true;
     } else if (a == "--prefill") {
       prefill = std::strtoull(value().c_str(), nullptr, 10);
     } else {
@@ -100,6 +109,18 @@ int main(int argc, char** argv) {
                              .concurrency_limit = c,
                              .retry_times = 0,
                              .proxy = ""});
+  std::unique_ptr<flexllm::LLMClientPool> pool;
+  if (pool_size > 0) {
+    flexllm::PoolConfig config{.defaults = {.retry_times = 0, .proxy = ""}};
+    for (size_t i = 0; i < pool_size; ++i)
+      config.endpoints.push_back({.base_url = base_url,
+                                  .api_key = "sk-bench-0000000000000000",
+                                  .model = "gpt-4o-mini",
+                                  .concurrency_limit = std::max(1, c / static_cast<int>(pool_size)),
+                                  .proxy = ""});
+    pool = std::make_unique<flexllm::LLMClientPool>(std::move(config));
+  }
+  flexllm::ChatClient& runner = pool ? static_cast<flexllm::ChatClient&>(*pool) : client;
   const flexllm::RequestOptions request{.temperature = 0.2, .max_tokens = 256};
   if (prefill) {
     // Records as a finished run would have left them (keys computed the same way).
@@ -130,7 +151,8 @@ int main(int argc, char** argv) {
       first_new = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     item.status == flexllm::ItemStatus::error ? ++failed : ++ok;
   };
-  flexllm::BatchOptions options{.output_file = output, .request = request};
+  flexllm::BatchOptions options{
+      .distribute = distribute, .output_file = output, .request = request};
   if (getenv("BATCH_BENCH_NO_INPUT")) options.save_input = flexllm::SaveInput::none;
   size_t next = 0;
   flexllm::MessageSource source(
@@ -142,16 +164,16 @@ int main(int argc, char** argv) {
   if (!input.empty()) source = flexllm::jsonl_messages(input);
   if (iter) {
     options.batch_size = 64;
-    for (const auto& item : client.iter_chat_completions_batch(source, options)) seen(item);
+    for (const auto& item : runner.iter_chat_completions_batch(source, options)) seen(item);
   } else if (from_source) {
-    auto result = client.chat_completions_batch(source, options);
+    auto result = runner.chat_completions_batch(source, options);
     for (const auto& item : result.items) seen(item);
     if (result.summary.first_request) first_new = result.summary.first_request->count();
   } else {
     std::vector<flexllm::json> inputs;
     inputs.reserve(n);
     for (size_t i = 0; i < n; ++i) inputs.push_back(bench::fixture_messages(i));
-    auto result = client.chat_completions_batch(inputs, options);
+    auto result = runner.chat_completions_batch(inputs, options);
     for (const auto& item : result.items) seen(item);
     if (result.summary.first_request) first_new = result.summary.first_request->count();
   }

@@ -8,8 +8,11 @@
 #      pairs, run back to back, share the same conditions.
 #   S3 memory: chat_completions_batch over 200 000 inputs from a lazy source with a known size
 #      (--source) and from a vector of nlohmann inputs the caller holds; peak RSS.
+#   pool: S1 (no output file) on one client (C=100) against an LLMClientPool of 2 endpoints on
+#      the same server (C/2 each), round robin and distributed, in ROUNDS rotating triples; the
+#      pool's routing overhead as the median per-round ratio to the single client.
 #
-# Usage: bench/batch_bench.sh [--scenario s1|s3|all]
+# Usage: bench/batch_bench.sh [--scenario s1|s3|pool|all]
 # Env: ROUNDS (15), BATCH_BENCH (build/release/bench/batch_bench), BENCH_DIR (../shared/bench
 #      from the repo root), S1_N (20000), S1_C (100), S3_N (200000).
 # Needs: nginx taskset curl (Debian packages nginx util-linux curl).
@@ -38,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     *) usage ;;
   esac
 done
-[[ $SCENARIO =~ ^(s1|s3|all)$ ]] || usage
+[[ $SCENARIO =~ ^(s1|s3|pool|all)$ ]] || usage
 
 ROUNDS=${ROUNDS:-15}
 S1_N=${S1_N:-20000}
@@ -104,6 +107,38 @@ if [[ $SCENARIO == s3 || $SCENARIO == all ]]; then
   echo "|---|---|---|"
   echo "| lazy source with its size (\`--source\`) | $(json_field peak_rss_mb "$source_out") | $(json_field req_s "$source_out") |"
   echo "| vector of nlohmann inputs held by the caller | $(json_field peak_rss_mb "$vector_out") | $(json_field req_s "$vector_out") |"
+  echo
+fi
+if [[ $SCENARIO == pool || $SCENARIO == all ]]; then
+  single=() rr=() dist=() rr_ratio=() dist_ratio=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    declare -A out=()
+    order=(single rr dist)
+    ((r % 3 == 1)) && order=(rr dist single)
+    ((r % 3 == 2)) && order=(dist single rr)
+    for what in "${order[@]}"; do
+      case $what in
+        single) out[$what]=$(run -n "$S1_N" -c "$S1_C") ;;
+        rr) out[$what]=$(run -n "$S1_N" -c "$S1_C" --pool 2) ;;
+        dist) out[$what]=$(run -n "$S1_N" -c "$S1_C" --pool 2 --distribute) ;;
+      esac
+    done
+    [[ -n ${out[single]} && -n ${out[rr]} && -n ${out[dist]} ]] || continue
+    single+=("$(json_field req_s "${out[single]}")")
+    rr+=("$(json_field req_s "${out[rr]}")")
+    dist+=("$(json_field req_s "${out[dist]}")")
+    rr_ratio+=("$(awk -v a="${single[-1]}" -v b="${rr[-1]}" 'BEGIN { printf "%.3f", b / a }')")
+    dist_ratio+=("$(awk -v a="${single[-1]}" -v b="${dist[-1]}" 'BEGIN { printf "%.3f", b / a }')")
+    log "pool round $r: single ${single[-1]}, round robin ${rr[-1]}, distributed ${dist[-1]} req/s"
+    unset out
+  done
+  echo "### Pool of 2 endpoints vs one client ($(git_rev), ${#single[@]} rounds, N=$S1_N, C=$S1_C)"
+  echo
+  echo "| | req/s (median) | ratio to one client (median per round) |"
+  echo "|---|---|---|"
+  echo "| one client | $(median %.0f "${single[@]}") | 1 |"
+  echo "| pool, round robin | $(median %.0f "${rr[@]}") | **$(median %.3f "${rr_ratio[@]}")** |"
+  echo "| pool, distribute | $(median %.0f "${dist[@]}") | **$(median %.3f "${dist_ratio[@]}")** |"
   echo
 fi
 exit "$FAILED"

@@ -185,6 +185,8 @@ void ClientCore::submit(std::unique_ptr<Job> job) {
   if (job->id == 0) job->id = new_id();
   job->submitted_ = Clock::now();
   Job* raw = job.release();
+  // On the loop thread (a pool's next attempt) it goes in at once, without a round trip.
+  if (loop().in_loop_thread()) return admit(raw);
   loop().post([this, raw] { admit(raw); });
 }
 

@@ -47,15 +47,30 @@ void PoolConfig::validate() const {
 
 namespace {
 
-// A pool request for `messages`: endpoint 0's body, and the messages too when endpoints differ.
-std::unique_ptr<PoolRequest> new_request(detail::Pool& pool, const json& messages,
-                                         const RequestOptions& options, bool stream) {
-  auto r = std::make_unique<PoolRequest>();
-  r->mode = stream ? detail::Job::Mode::stream : detail::Job::Mode::chat;
-  r->body = pool.chat_request(messages, options, stream).second;
-  if (pool.needs_messages()) r->messages = messages;
-  r->options = options;
-  return r;
+// A single call's outcome goes to a promise.
+struct PromiseRequest final : PoolRequest {
+  std::promise<ChatResult> promise;
+  void succeed(ChatResult&& result) override { promise.set_value(std::move(result)); }
+  void fail(Error&& error) override { promise.set_exception(detail::to_exception(error)); }
+};
+
+// A stream's events and outcome go to its channel.
+struct StreamRequest final : PoolRequest {
+  explicit StreamRequest(std::shared_ptr<detail::StreamChannel> c) : channel(std::move(c)) {}
+  void succeed(ChatResult&& result) override { channel->finish(std::move(result)); }
+  void fail(Error&& error) override { channel->fail(std::move(error)); }
+  bool deliver(std::vector<StreamEvent>& events) override { return channel->push(events); }
+  std::shared_ptr<detail::StreamChannel> channel;
+};
+
+// Fills a pool request for `messages`: endpoint 0's body, and the messages too when endpoints
+// differ.
+void prepare(PoolRequest& r, detail::Pool& pool, const json& messages,
+             const RequestOptions& options, bool stream) {
+  r.mode = stream ? detail::Job::Mode::stream : detail::Job::Mode::chat;
+  r.body = pool.chat_request(messages, options, stream).second;
+  if (pool.needs_messages()) r.messages = messages;
+  r.options = std::make_shared<const RequestOptions>(options);
 }
 
 }  // namespace
@@ -77,7 +92,8 @@ LLMClientPool& LLMClientPool::operator=(LLMClientPool&& other) noexcept {
 std::future<ChatResult> LLMClientPool::chat_completions_async(const json& messages,
                                                               const RequestOptions& options) {
   const auto start = Clock::now();
-  auto r = new_request(*pool_, messages, options, /*stream=*/false);
+  auto r = std::make_unique<PromiseRequest>();
+  prepare(*r, *pool_, messages, options, /*stream=*/false);
   detail::CacheUse use{pool_->cache()};
   if (use.cache) {
     use.key = pool_->cache_key(messages, options);
@@ -86,10 +102,7 @@ std::future<ChatResult> LLMClientPool::chat_completions_async(const json& messag
       return std::move(*answered);
   }
   r->ticket = {use.cache, use.key, use.lead};
-  auto promise = std::make_shared<std::promise<ChatResult>>();
-  r->on_success = [promise](ChatResult&& result) { promise->set_value(std::move(result)); };
-  r->on_failure = [promise](Error&& error) { promise->set_exception(detail::to_exception(error)); };
-  auto future = promise->get_future();
+  auto future = r->promise.get_future();
   pool_->submit(std::move(r));
   return future;
 }
@@ -97,8 +110,9 @@ std::future<ChatResult> LLMClientPool::chat_completions_async(const json& messag
 ChatStream LLMClientPool::chat_completions_stream(const json& messages,
                                                   const RequestOptions& options) {
   const auto start = Clock::now();
-  auto r = new_request(*pool_, messages, options, /*stream=*/true);
   auto channel = std::make_shared<detail::StreamChannel>();
+  auto r = std::make_unique<StreamRequest>(channel);
+  prepare(*r, *pool_, messages, options, /*stream=*/true);
   detail::CacheUse use{pool_->cache()};
   if (use.cache) {
     use.key = pool_->cache_key(messages, options);
@@ -106,9 +120,6 @@ ChatStream LLMClientPool::chat_completions_stream(const json& messages,
       return ChatStream(std::move(channel));
   }
   r->ticket = {use.cache, use.key, false};
-  r->on_events = [channel](std::vector<StreamEvent>& events) { return channel->push(events); };
-  r->on_success = [channel](ChatResult&& result) { channel->finish(std::move(result)); };
-  r->on_failure = [channel](Error&& error) { channel->fail(std::move(error)); };
   r->id = pool_->new_id();
   channel->set_cancel([pool = pool_.get(), id = r->id] { pool->cancel(id); });
   pool_->submit(std::move(r));

@@ -27,7 +27,7 @@ class AttemptJob final : public Job {
   void fail(Error&& error) override { pool_.attempt_done(&request_, endpoint_, nullptr, &error); }
   bool deliver(std::vector<StreamEvent>& events) override {
     request_.events_delivered = true;
-    return request_.on_events(events);
+    return request_.deliver(events);
   }
 
  private:
@@ -160,16 +160,16 @@ std::unique_ptr<Job> Pool::make_attempt(PoolRequest* r, size_t endpoint) {
   std::string url, body;
   if (replicas_ || endpoint == 0 || !r->messages) {
     url = core.adapter().chat_url(
-        core.endpoint(), r->options.model ? *r->options.model : core.endpoint().model, stream);
+        core.endpoint(), r->options->model ? *r->options->model : core.endpoint().model, stream);
     body = r->body;
   } else {
-    std::tie(url, body) = core.chat_request(*r->messages, r->options, stream, /*checked=*/true);
+    std::tie(url, body) = core.chat_request(*r->messages, *r->options, stream, /*checked=*/true);
   }
   auto job = std::make_unique<AttemptJob>(*this, *r, endpoint, std::move(url), std::move(body));
   job->max_retries = 0;  // the pool retries, on whichever endpoint is best then
-  job->return_raw = r->options.return_raw;
-  job->timeout = r->options.timeout;
-  job->thinking_requested = r->options.thinking.has_value();
+  job->return_raw = r->options->return_raw;
+  job->timeout = r->options->timeout;
+  job->thinking_requested = r->options->thinking.has_value();
   job->id = core.new_id();
   ++r->attempts;
   r->endpoint = endpoint;
@@ -288,9 +288,9 @@ void Pool::finish(PoolRequest* r, ChatResult* result, Error* error) {
     }
   }
   if (result) {
-    r->on_success(std::move(*result));
+    r->succeed(std::move(*result));
   } else {
-    r->on_failure(std::move(*error));
+    r->fail(std::move(*error));
   }
   live_.erase(r->id);
   release();
@@ -386,29 +386,40 @@ class PoolTarget final : public BatchTarget {
   void send(std::pair<std::string, std::string> request, const json& messages,
             const RequestOptions& options, BatchOutcome seed, std::shared_ptr<BatchInbox> inbox,
             CacheTicket ticket) override {
-    auto r = std::make_unique<PoolRequest>();
+    if (!options_ || &options != last_options_) {  // a batch passes the same options each time
+      options_ = std::make_shared<const RequestOptions>(options);
+      last_options_ = &options;
+    }
+    auto r = std::make_unique<BatchRequest>(std::move(seed), std::move(inbox));
     r->body = std::move(request.second);
     if (pool_.needs_messages()) r->messages = messages;
-    r->options = options;
+    r->options = options_;
     r->shared = distribute_;
     r->ticket = ticket;
-    // The seed and inbox are shared by both outcome paths; only one runs.
-    auto state = std::make_shared<std::pair<BatchOutcome, std::shared_ptr<BatchInbox>>>(
-        std::move(seed), std::move(inbox));
-    r->on_success = [state](ChatResult&& result) {
-      state->first.result = std::move(result);
-      state->second->put(std::move(state->first));
-    };
-    r->on_failure = [state](Error&& error) {
-      state->first.error = std::move(error);
-      state->second->put(std::move(state->first));
-    };
     pool_.submit(std::move(r));
   }
 
  private:
+  // A batch request's outcome goes to the runner's inbox.
+  struct BatchRequest final : PoolRequest {
+    BatchRequest(BatchOutcome seed, std::shared_ptr<BatchInbox> inbox)
+        : outcome(std::move(seed)), inbox(std::move(inbox)) {}
+    void succeed(ChatResult&& result) override {
+      outcome.result = std::move(result);
+      inbox->put(std::move(outcome));
+    }
+    void fail(Error&& error) override {
+      outcome.error = std::move(error);
+      inbox->put(std::move(outcome));
+    }
+    BatchOutcome outcome;
+    std::shared_ptr<BatchInbox> inbox;
+  };
+
   Pool& pool_;
   bool distribute_;
+  std::shared_ptr<const RequestOptions> options_;
+  const RequestOptions* last_options_ = nullptr;
 };
 
 }  // namespace

@@ -23,20 +23,25 @@ namespace flexllm::detail {
 
 // One logical request of a pool, kept across its attempts (each may go to another endpoint).
 // Owned by the pool from submit() until its outcome is delivered; loop thread only after submit.
+// Subclasses deliver the outcome (a promise, a stream channel, a batch inbox).
 struct PoolRequest {
+  virtual ~PoolRequest() = default;
+  // The outcome, called once on the loop thread.
+  virtual void succeed(ChatResult&& result) = 0;
+  virtual void fail(Error&& error) = 0;
+  // Stream events as they are decoded; false once nobody wants them.
+  virtual bool deliver(std::vector<StreamEvent>& /*events*/) { return true; }
+
   Job::Mode mode = Job::Mode::chat;
   // The body as built for endpoint 0; reused by every endpoint that would build the same bytes
   // (same provider, model and thinking style: replicas). `messages` is kept only when some
   // endpoint needs its own body.
   std::string body;
   std::optional<json> messages;
-  RequestOptions options;
+  // Shared by every request of a batch (one copy, not one per request).
+  std::shared_ptr<const RequestOptions> options;
   bool shared = false;  // a distributed batch's: waits in the shared queue for a free slot
   CacheTicket ticket{};
-  // The outcome, called once on the loop thread.
-  std::function<void(ChatResult&&)> on_success;
-  std::function<void(Error&&)> on_failure;
-  std::function<bool(std::vector<StreamEvent>&)> on_events;  // streams: false = consumer gone
 
   // Pool bookkeeping.
   uint64_t id = 0;
