@@ -145,6 +145,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
       native_chat_head_ =
           native_head("POST", adapter_->chat_url(endpoint_, endpoint_.model, false));
   }
+  if (!native_) curl_setup();  // here, on the creating thread (see curl_setup)
   // Raw Loop pointers in these tasks: a task that held the Runtime could drop its last reference
   // on the loop thread, which cannot join itself.
   long connections = config_.concurrency_limit;

@@ -200,11 +200,12 @@ std::unique_ptr<Job> Pool::feed(size_t endpoint) {
   if (shared_.empty() || closed() || !balancer_.accepts(endpoint, Clock::now())) return nullptr;
   auto pick = shared_.begin();
   if (config_.fallback) {
-    auto fresh = std::find_if(
-        shared_.begin(), std::min(shared_.end(), shared_.begin() + 64), [&](PoolRequest* r) {
-          return std::find(r->tried.begin(), r->tried.end(), endpoint) == r->tried.end();
-        });
-    if (fresh != std::min(shared_.end(), shared_.begin() + 64)) pick = fresh;
+    const auto end =
+        shared_.begin() + static_cast<ptrdiff_t>(std::min<size_t>(shared_.size(), 64));
+    auto fresh = std::find_if(shared_.begin(), end, [&](PoolRequest* r) {
+      return std::find(r->tried.begin(), r->tried.end(), endpoint) == r->tried.end();
+    });
+    if (fresh != end) pick = fresh;
   }
   PoolRequest* r = *pick;
   shared_.erase(pick);

@@ -14,14 +14,10 @@
 #include <system_error>
 
 namespace flexllm::detail {
-namespace {
-
-void global_init() {
+void curl_setup() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
-
-}  // namespace
 
 Loop::Loop() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -41,11 +37,11 @@ Loop::Loop() {
   thread_id_ = thread_.get_id();
 }
 
-// libcurl (and with it the TLS library's initialisation, a few MB of touched pages) is set up on
-// the first curl transfer only: a process whose clients all use the native transport never pays.
+// The multi handle is made on the first curl transfer only: a process whose clients all use the
+// native transport never sets up libcurl (and its TLS library: a few MB of touched pages).
 CURLM* Loop::multi() {
   if (multi_) return multi_;
-  global_init();
+  curl_setup();
   multi_ = curl_multi_init();
   if (!multi_) return nullptr;
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Loop::socket_cb);
@@ -86,7 +82,7 @@ void Loop::post(Task task) {
 
 CURL* Loop::acquire_easy() {
   if (free_easy_.empty()) {
-    global_init();
+    curl_setup();
     return curl_easy_init();
   }
   CURL* e = free_easy_.back();

@@ -23,6 +23,11 @@
 
 namespace flexllm::detail {
 
+// Initialises libcurl once per process. Called from the thread creating a client that will use
+// libcurl, never first from the I/O thread: the TLS library keeps per-thread state for the thread
+// that initialises it, which would outlive nothing and be reported as leaked.
+void curl_setup();
+
 using Clock = std::chrono::steady_clock;
 
 // Something with a descriptor in the loop's epoll set. Handlers are destroyed only between two
