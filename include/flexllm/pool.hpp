@@ -45,6 +45,11 @@ struct EndpointConfig {
 
 struct PoolConfig {
   std::vector<EndpointConfig> endpoints{};
+  // Existing clients as further endpoints (after `endpoints`, weight 1): each keeps its own
+  // configuration (limits, rate, transport) and stays usable on its own; requests sent through
+  // the pool get the pool's retries, health and cache. They must share the pool's Runtime (the
+  // process-wide one unless ClientConfig::runtime says otherwise).
+  std::vector<std::shared_ptr<LLMClient>> clients{};
   LoadBalance load_balance = LoadBalance::round_robin;
   // A failed attempt (retryable) is retried on another healthy endpoint; streams only before
   // their first event.

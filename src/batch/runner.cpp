@@ -465,7 +465,11 @@ void BatchRunner::finish() {
         "they were redone",
         options_.output_file, summary_.key_mismatches, first));
   }
-  if (progress_) progress_->finish(summary_);
+  if (progress_) {
+    progress_->finish(summary_);
+    if (std::string extra = target_->summary_lines(); !extra.empty())
+      std::fputs(extra.c_str(), stderr);
+  }
 }
 
 BatchSummary BatchRunner::summary() const {

@@ -65,6 +65,8 @@ class BatchTarget {
   virtual CacheKey cache_key(const json& messages, const RequestOptions& options) const = 0;
   virtual std::string_view endpoint_name() const = 0;  // what cached items say answered
   virtual double current_rate() const = 0;
+  // Lines the progress display adds to its final summary ("" = none): a pool's per endpoint.
+  virtual std::string summary_lines() const { return {}; }
   // Sends `request` (chat_request()'s) for `messages`; the outcome reaches `inbox` as `seed`
   // completed.
   virtual void send(std::pair<std::string, std::string> request, const json& messages,

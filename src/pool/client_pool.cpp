@@ -34,7 +34,10 @@ namespace {
 }  // namespace
 
 void PoolConfig::validate() const {
-  if (endpoints.empty()) invalid("PoolConfig.endpoints: give at least one endpoint");
+  if (endpoints.empty() && clients.empty())
+    invalid("PoolConfig.endpoints: give at least one endpoint (or PoolConfig.clients)");
+  for (size_t i = 0; i < clients.size(); ++i)
+    if (!clients[i]) invalid(fmt::format("PoolConfig.clients[{}]: is null", i));
   for (size_t i = 0; i < endpoints.size(); ++i) {
     if (!(endpoints[i].weight >= 0))
       invalid(fmt::format("PoolConfig.endpoints[{}].weight: must not be negative", i));

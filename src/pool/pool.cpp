@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <limits>
 #include <random>
 
@@ -59,6 +60,8 @@ std::vector<Balancer::Endpoint> balancer_endpoints(const PoolConfig& config) {
   std::vector<Balancer::Endpoint> out;
   for (const EndpointConfig& ep : config.endpoints)
     out.push_back({.weight = ep.weight, .capacity = ep.concurrency_limit});
+  for (const auto& client : config.clients)
+    out.push_back({.weight = 1, .capacity = client->config().concurrency_limit});
   return out;
 }
 
@@ -72,8 +75,7 @@ Pool::Pool(PoolConfig config)
                 config_.seed.value_or(std::random_device{}())),
       jitter_(std::random_device{}() * 0x9E3779B97F4A7C15ull + 1) {
   runtime_ = config_.defaults.runtime ? config_.defaults.runtime : Runtime::shared();
-  counters_ = std::make_unique<Counters[]>(config_.endpoints.size());
-  std::vector<std::string> names;
+  counters_ = std::make_unique<Counters[]>(config_.endpoints.size() + config_.clients.size());
   for (size_t i = 0; i < config_.endpoints.size(); ++i) {
     ClientConfig c = endpoint_config(config_, config_.endpoints[i], runtime_);
     try {
@@ -81,9 +83,23 @@ Pool::Pool(PoolConfig config)
     } catch (const Error& e) {
       bad_config(fmt::format("PoolConfig.endpoints[{}]: {}", i, e.what()));
     }
-    cores_.push_back(std::make_unique<ClientCore>(std::move(c), runtime_));
-    total_concurrency_ += config_.endpoints[i].concurrency_limit;
-    const Endpoint& ep = cores_.back()->endpoint();
+    owned_.push_back(std::make_unique<ClientCore>(std::move(c), runtime_));
+    cores_.push_back(owned_.back().get());
+  }
+  for (size_t i = 0; i < config_.clients.size(); ++i) {
+    ClientCore& core = config_.clients[i]->core();
+    if (&core.loop() != &runtime_->loop())
+      bad_config(fmt::format(
+          "PoolConfig.clients[{}]: runs on another Runtime than the pool (give them the same "
+          "ClientConfig::runtime as PoolConfig.defaults.runtime)",
+          i));
+    clients_.push_back(config_.clients[i]);
+    cores_.push_back(&core);
+  }
+  std::vector<std::string> names;
+  for (ClientCore* core : cores_) {
+    total_concurrency_ += core->config().concurrency_limit;
+    const Endpoint& ep = core->endpoint();
     const Endpoint& first = cores_.front()->endpoint();
     if (ep.provider != first.provider || ep.model != first.model ||
         ep.thinking_style != first.thinking_style)
@@ -93,7 +109,19 @@ Pool::Pool(PoolConfig config)
   std::sort(names.begin(), names.end());
   identity_ = "pool:" + fmt::format("{}", fmt::join(names, ","));
   cache_ = std::make_unique<ResponseCache>(config_.defaults.cache);
-  for (size_t i = 0; i < cores_.size(); ++i) cores_[i]->set_feeder([this, i] { return feed(i); });
+  set_feeders(true);
+}
+
+// A client's engine may be running requests of its own: its feeder changes on the loop thread.
+void Pool::set_feeders(bool on) {
+  std::promise<void> done;
+  loop().post([&] {
+    for (size_t i = 0; i < cores_.size(); ++i)
+      cores_[i]->set_feeder(on ? ClientCore::Feeder([this, i] { return feed(i); })
+                               : ClientCore::Feeder());
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 Pool::~Pool() {
@@ -118,7 +146,7 @@ CacheKey Pool::cache_key(const json& messages, const RequestOptions& options) co
 
 double Pool::current_rate() const {
   double sum = 0;
-  for (const auto& core : cores_) sum += core->current_rate();
+  for (const ClientCore* core : cores_) sum += core->current_rate();
   return sum;
 }
 
@@ -200,8 +228,7 @@ std::unique_ptr<Job> Pool::feed(size_t endpoint) {
   if (shared_.empty() || closed() || !balancer_.accepts(endpoint, Clock::now())) return nullptr;
   auto pick = shared_.begin();
   if (config_.fallback) {
-    const auto end =
-        shared_.begin() + static_cast<ptrdiff_t>(std::min<size_t>(shared_.size(), 64));
+    const auto end = shared_.begin() + static_cast<ptrdiff_t>(std::min<size_t>(shared_.size(), 64));
     auto fresh = std::find_if(shared_.begin(), end, [&](PoolRequest* r) {
       return std::find(r->tried.begin(), r->tried.end(), endpoint) == r->tried.end();
     });
@@ -219,7 +246,7 @@ std::unique_ptr<Job> Pool::feed(size_t endpoint) {
 }
 
 void Pool::poke_all() {
-  for (auto& core : cores_) core->poke();
+  for (ClientCore* core : cores_) core->poke();
 }
 
 void Pool::attempt_done(PoolRequest* r, size_t endpoint, ChatResult* result, Error* error) {
@@ -327,11 +354,18 @@ void Pool::close() {
       throw std::logic_error("flexllm: a pool cannot be closed from its I/O thread");
     // Requests waiting in the pool (shared queue, retry timers) fail here; those in an endpoint's
     // engine fail when the endpoints close below.
+    // Requests waiting in the pool (shared queue, retry timers) fail here; attempts in flight are
+    // cancelled on their endpoints (a client given to the pool stays open for its own calls).
     hold();
     loop().post([this] {
       std::vector<PoolRequest*> waiting;
-      for (auto& [id, r] : live_)
-        if (!r->attempt_job) waiting.push_back(r.get());
+      for (auto& [id, r] : live_) {
+        if (r->attempt_job) {
+          cores_[r->endpoint]->cancel(r->attempt_job);
+        } else {
+          waiting.push_back(r.get());
+        }
+      }
       shared_.clear();
       for (PoolRequest* r : waiting) {
         if (r->retry_timer) loop().cancel_timer(r->retry_timer);
@@ -340,7 +374,12 @@ void Pool::close() {
       }
       release();
     });
-    for (auto& core : cores_) core->close();
+    for (auto& core : owned_) core->close();
+    {
+      std::unique_lock lock(outstanding_mu_);
+      outstanding_cv_.wait(lock, [this] { return outstanding_ == 0; });
+    }
+    set_feeders(false);  // nothing may call back into a pool that is going away
   }
   std::unique_lock lock(outstanding_mu_);
   outstanding_cv_.wait(lock, [this] { return outstanding_ == 0; });
@@ -384,6 +423,14 @@ class PoolTarget final : public BatchTarget {
   }
   std::string_view endpoint_name() const override { return {}; }
   double current_rate() const override { return pool_.current_rate(); }
+  std::string summary_lines() const override {
+    std::string out;
+    for (const EndpointStats& s : pool_.stats())
+      out +=
+          fmt::format("  {} ({}): {} done, {} failed attempts, {}, latency {:.3f} s\n", s.base_url,
+                      s.model, s.done, s.failed, s.healthy ? "healthy" : "unhealthy", s.latency);
+    return out;
+  }
   void send(std::pair<std::string, std::string> request, const json& messages,
             const RequestOptions& options, BatchOutcome seed, std::shared_ptr<BatchInbox> inbox,
             CacheTicket ticket) override {

@@ -106,10 +106,13 @@ class Pool {
   void publish(size_t endpoint);  // balancer state -> the stats snapshot
   void hold();
   void release();
+  void set_feeders(bool on);  // on the loop thread, waiting for it
 
   PoolConfig config_;
   std::shared_ptr<Runtime> runtime_;
-  std::vector<std::unique_ptr<ClientCore>> cores_;
+  std::vector<ClientCore*> cores_;  // the endpoints: owned_ first, then clients' engines
+  std::vector<std::unique_ptr<ClientCore>> owned_;
+  std::vector<std::shared_ptr<LLMClient>> clients_;
   std::unique_ptr<ResponseCache> cache_;
   std::string identity_;  // the pool's endpoints and models, for cache keys
   bool replicas_ = true;  // every endpoint sends endpoint 0's body

@@ -408,6 +408,56 @@ TEST(Pool, StatsTrackInFlightDoneAndLatencyPerEndpoint) {
   }
 }
 
+// A stream fails over while nothing of it has reached the caller, and never after.
+TEST(Pool, StreamsFailOverOnlyBeforeTheirFirstEvent) {
+  MockServer broken({.echo = true, .faults = {.http_error = 1.0}, .error_status = 503});
+  MockServer cut({.echo = true, .faults = {.truncate = 1.0}});
+  MockServer good({.echo = true});
+  {
+    LLMClientPool pool(pool_for(
+        {&broken, &good}, {.load_balance = LoadBalance::fallback, .defaults = {.retry_times = 2}}));
+    EXPECT_EQ(pool.chat_completions_stream(user("before")).result().content, "before");
+    EXPECT_EQ(requests(broken), 1u);
+    EXPECT_EQ(requests(good), 1u);
+  }
+  LLMClientPool pool(pool_for(
+      {&cut, &good}, {.load_balance = LoadBalance::fallback, .defaults = {.retry_times = 2}}));
+  std::string seen;
+  EXPECT_THROW(pool.chat_completions_stream(user("a few words then the connection is cut"),
+                                            [&](const StreamEvent& ev) { seen += ev.text; }),
+               TruncatedError);
+  EXPECT_FALSE(seen.empty()) << "events arrived before the cut";
+  EXPECT_EQ(requests(cut), 1u);
+  EXPECT_EQ(requests(good), 1u) << "only the first stream went to the good endpoint";
+}
+
+// Existing clients join a pool as endpoints: the pool spreads and fails over between them, and
+// they stay usable on their own, before and after the pool.
+TEST(Pool, ExistingClientsJoinAPoolAndOutliveIt) {
+  MockServer a({.echo = true}), b({.echo = true});
+  auto ca = std::make_shared<LLMClient>(config_for(a));
+  auto cb = std::make_shared<LLMClient>(config_for(b));
+  {
+    LLMClientPool pool({.clients = {ca, cb}, .load_balance = LoadBalance::round_robin});
+    for (int i = 0; i < 20; ++i)
+      EXPECT_EQ(pool.chat_completions(user("q" + std::to_string(i))).content,
+                "q" + std::to_string(i));
+    EXPECT_EQ(requests(a), 10u);
+    EXPECT_EQ(requests(b), 10u);
+    ASSERT_EQ(pool.stats().size(), 2u);
+    EXPECT_EQ(pool.stats()[0].base_url, a.base_url());
+    BatchResult r = pool.chat_completions_batch(prompts(40), {.distribute = true});
+    EXPECT_EQ(r.summary.success, 40u);
+  }
+  EXPECT_EQ(ca->chat_completions(user("after")).content, "after");
+  EXPECT_EQ(cb->chat_completions(user("after")).content, "after");
+  // A client on another runtime cannot share the pool's loop.
+  ClientConfig other = config_for(a);
+  other.runtime = std::make_shared<Runtime>();
+  auto elsewhere = std::make_shared<LLMClient>(other);
+  EXPECT_THROW(LLMClientPool({.clients = {elsewhere}}), InvalidRequestError);
+}
+
 TEST(Pool, InvalidConfigsAreRejectedNamingTheField) {
   MockServer mock(MockConfig{});
   auto rejects = [&](const PoolConfig& config, const std::string& field) {
