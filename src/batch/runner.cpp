@@ -260,7 +260,18 @@ void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* look
   }
   build();
   seed.key = key;
-  if (seed.input.empty()) seed.input = record_input();
+  if (writer_ && options_.save_input != SaveInput::none && seed.input.empty()) {
+    // The body goes out with the request and comes back with its outcome: the record takes the
+    // messages from it then, instead of a copy made now.
+    std::string_view embedded = target_->embedded_messages(body);
+    if (options_.save_input == SaveInput::last) embedded = json_last_element(embedded);
+    if (embedded.empty()) {
+      seed.input = saved_input(messages, options_.save_input);
+    } else {
+      seed.input_at = static_cast<uint32_t>(embedded.data() - body.data());
+      seed.input_len = static_cast<uint32_t>(embedded.size());
+    }
+  }
   if (!summary_.first_request) summary_.first_request = Clock::now() - start_;
   ++in_flight_;
   target_->send({std::move(url), std::move(body)}, messages, options_.request, std::move(seed),
@@ -304,7 +315,7 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
       item.status = ItemStatus::error;
       if (o.error) item.error = std::make_shared<const Error>(std::move(*o.error));
     }
-    record(item, o.key, o.input);
+    record(item, o.key, o.record_input());
     account(item);
     ready.push_back(std::move(item));
   }
@@ -448,8 +459,9 @@ void BatchRunner::finish() {
     if (!stopped) {
       if (tracking_) {
         // Where every record is is known: the old ones from the scan, this run's from the writer.
+        // (Written in order, they are sorted and one per index already.)
         written_.insert(written_.end(), checkpoint_.begin(), checkpoint_.end());
-        resolve_records(written_);
+        if (!in_order_) resolve_records(written_);
         compact_journal(options_.output_file, written_);
       } else {
         compact_journal(options_.output_file);

@@ -14,10 +14,12 @@ class BatchJob final : public Job {
         outcome_(std::move(seed)) {}
   void succeed(ChatResult&& result) override {
     outcome_.result = std::move(result);
+    if (outcome_.input_len) outcome_.body = std::move(body);
     inbox_->put(std::move(outcome_));
   }
   void fail(Error&& error) override {
     outcome_.error = std::move(error);
+    if (outcome_.input_len) outcome_.body = std::move(body);
     inbox_->put(std::move(outcome_));
   }
 

@@ -26,7 +26,15 @@ class ClientCore;
 struct BatchOutcome {
   size_t index = 0;
   RecordKey key{};
-  std::string input;              // saved_input() text, when the record keeps the input
+  // The input its record keeps: `input`, or when that is empty the bytes [input_at, +input_len)
+  // of the request body (handed back with the outcome: no copy of the messages is made).
+  std::string input;
+  std::string body;
+  uint32_t input_at = 0, input_len = 0;
+  std::string_view record_input() const {
+    return input.empty() ? std::string_view(body).substr(input_at, input_len)
+                         : std::string_view(input);
+  }
   Clock::time_point submitted{};  // a follower of an identical request: when it joined
   std::optional<ChatResult> result;
   std::optional<Error> error;

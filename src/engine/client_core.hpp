@@ -45,7 +45,9 @@ class Job : public Transfer {
 
   const Mode mode;
   const std::string url;
-  const std::string body;  // serialised once, handed to curl as is
+  // Serialised once, handed to the transport as is; moved out by the job's own outcome delivery
+  // (a batch record takes its input text from it).
+  std::string body;
   bool return_raw = false;
   bool thinking_requested = false;  // for the hint on a 400 (SPEC §9)
   std::optional<std::chrono::milliseconds> timeout{};

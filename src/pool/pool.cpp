@@ -454,10 +454,12 @@ class PoolTarget final : public BatchTarget {
         : outcome(std::move(seed)), inbox(std::move(inbox)) {}
     void succeed(ChatResult&& result) override {
       outcome.result = std::move(result);
+      if (outcome.input_len) outcome.body = std::move(body);
       inbox->put(std::move(outcome));
     }
     void fail(Error&& error) override {
       outcome.error = std::move(error);
+      if (outcome.input_len) outcome.body = std::move(body);
       inbox->put(std::move(outcome));
     }
     BatchOutcome outcome;
