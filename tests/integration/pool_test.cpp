@@ -431,6 +431,20 @@ TEST(Pool, StreamsFailOverOnlyBeforeTheirFirstEvent) {
   EXPECT_EQ(requests(good), 1u) << "only the first stream went to the good endpoint";
 }
 
+// A pool batch's final summary (show_progress) adds a line per endpoint.
+TEST(Pool, ProgressSummaryHasALinePerEndpoint) {
+  MockServer a({.echo = true}), b({.echo = true});
+  LLMClientPool pool(pool_for({&a, &b}));
+  testing::internal::CaptureStderr();
+  BatchResult r = pool.chat_completions_batch(prompts(10), {.show_progress = true});
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(r.summary.success, 10u);
+  for (const MockServer* m : {&a, &b})
+    EXPECT_NE(err.find(m->base_url() + " (mock-model): 5 done, 0 failed attempts, healthy"),
+              std::string::npos)
+        << err;
+}
+
 // Existing clients join a pool as endpoints: the pool spreads and fails over between them, and
 // they stay usable on their own, before and after the pool.
 TEST(Pool, ExistingClientsJoinAPoolAndOutliveIt) {
