@@ -19,7 +19,9 @@
 namespace flexllm::detail {
 namespace {
 
-constexpr size_t kFlushBytes = 4 << 20;  // a flush also happens whenever this much is queued
+// A write also happens whenever this much is queued: memory stays bounded, and the two buffers
+// (queue and the one being written) are allocated once at this size.
+constexpr size_t kFlushBytes = 1 << 20;
 
 bool parse_key(std::string_view hex, RecordKey& key) {
   return parse_hex(hex, key);
@@ -321,6 +323,8 @@ JournalWriter::JournalWriter(const std::string& path, uint64_t valid_bytes,
     }
   }
   end_ = static_cast<uint64_t>(::lseek(fd_, 0, SEEK_END));
+  pending_.reserve(kFlushBytes + (64 << 10));
+  writing_.reserve(kFlushBytes + (64 << 10));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -367,7 +371,7 @@ RecordRef JournalWriter::append_line(size_t index, std::string_view line, bool s
 }
 
 // Durability runs on a clock: every flush interval what is queued is written and fdatasync'd.
-// In between, 4 MiB queued are written at once (memory stays bounded) and their writeback is
+// In between, 1 MiB queued is written at once (memory stays bounded) and their writeback is
 // started without waiting (sync_file_range), so the next fdatasync — above all the last one, which
 // a caller waits for — finds little left to do.
 void JournalWriter::run() {

@@ -2,6 +2,7 @@
 // the messages verbatim, and a checkpoint record can reuse those bytes.
 #pragma once
 
+#include <cstring>
 #include <string_view>
 
 namespace flexllm::detail {
@@ -16,18 +17,21 @@ inline size_t json_value_end(std::string_view s, size_t start) {
     return end == std::string_view::npos ? s.size() : end;
   }
   int depth = 0;
-  bool in_string = false;
   for (size_t i = start; i < s.size(); ++i) {
     const char c = s[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return i + 1;
+    if (c == '"') {
+      // A string: jump from quote to quote (memchr), stepping over escaped characters. Most of a
+      // messages array is string content, so this is most of the scan.
+      for (;;) {
+        const void* q = std::memchr(s.data() + i + 1, '"', s.size() - i - 1);
+        if (!q) return std::string_view::npos;
+        const size_t quote = static_cast<size_t>(static_cast<const char*>(q) - s.data());
+        size_t backslashes = 0;
+        while (quote - backslashes > i + 1 && s[quote - backslashes - 1] == '\\') ++backslashes;
+        i = quote;
+        if (backslashes % 2 == 0) break;  // not escaped: the string ends here
       }
-    } else if (c == '"') {
-      in_string = true;
+      if (depth == 0) return i + 1;
     } else if (c == '[' || c == '{') {
       ++depth;
     } else if (c == ']' || c == '}') {

@@ -111,6 +111,19 @@ TEST(JsonScan, FindsValuesAndTheLastElement) {
   EXPECT_EQ(json_last_element("[1,2,3]"), "3");
   EXPECT_EQ(json_value_end("[1,[2", 0), std::string_view::npos);
   EXPECT_EQ(json_value_end("12,", 0), 2u);
+  // Escapes: an escaped quote does not end a string, an escaped backslash before a quote does.
+  EXPECT_EQ(json_value_end(R"("a\"b",1)", 0), 6u);
+  EXPECT_EQ(json_value_end(R"("a\\",1)", 0), 5u);
+  EXPECT_EQ(json_value_end(R"("a\\\"]",1)", 0), 8u);
+  EXPECT_EQ(json_value_end(R"(["\\"],2)", 0), 6u);
+  EXPECT_EQ(json_value_end(R"("open \")", 0), std::string_view::npos);
+  // Every messages array nlohmann writes is found whole, whatever its strings hold.
+  for (std::string text : {"plain", "quote \" ]", "back\\slash\\", "\\\"", "}{][,\n"}) {
+    std::string array =
+        nlohmann::json::array({{{"role", "user"}, {"content", text}}, {{"role", "x"}}}).dump();
+    std::string doc = R"({"messages":)" + array + R"(,"n":1})";
+    EXPECT_EQ(doc.substr(12, json_value_end(doc, 12) - 12), array) << text;
+  }
 }
 
 }  // namespace
