@@ -172,7 +172,7 @@ void BatchRunner::pull_lookahead() {
 // checkpoint file needs nothing but the cache key).
 void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* looked_up) {
   try {
-    target_->check_chat(messages, options_.request);
+    if (!looked_up) target_->check_chat(messages, options_.request);  // (a lookup checked it)
   } catch (const Error& e) {  // an invalid input fails its item, never the batch
     BatchResultItem item;
     item.index = index;

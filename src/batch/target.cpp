@@ -53,9 +53,7 @@ class ClientTarget final : public BatchTarget {
             CacheTicket ticket) override {
     auto job = std::make_unique<BatchJob>(std::move(request.first), std::move(request.second),
                                           std::move(inbox), std::move(seed));
-    job->cache = ticket.cache;
-    job->cache_key = ticket.key;
-    job->cache_lead = ticket.lead;
+    job->cache = ticket;
     job->timeout = options.timeout;
     job->thinking_requested = options.thinking.has_value();
     core_.submit(std::move(job));

@@ -49,13 +49,6 @@ struct BatchInbox {
   void put(BatchOutcome outcome);
 };
 
-// How the response cache takes part in one request.
-struct CacheTicket {
-  CacheFront* cache = nullptr;  // none
-  CacheKey key{};
-  bool lead = false;  // leads a flight (land) rather than only storing its answer (put)
-};
-
 class BatchTarget {
  public:
   virtual ~BatchTarget() = default;

@@ -1,4 +1,5 @@
 #include "cache/cache_front.hpp"
+#include "core/invalid.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,15 +21,11 @@ std::string default_cache_dir() {
   return std::string(home && *home ? home : ".") + "/.cache/flexllm/responses";
 }
 
-[[noreturn]] void bad_config(const std::string& message) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request, message));
-}
-
 }  // namespace
 
 CacheFront::CacheFront(const ResponseCacheConfig& config, std::unique_ptr<CacheStore> store)
     : store_(std::move(store)), ttl_(config.ttl) {
-  if (config.ttl.count() < 0) bad_config("ResponseCacheConfig.ttl: must not be negative");
+  if (config.ttl.count() < 0) invalid("ResponseCacheConfig.ttl: must not be negative");
   if (!store_ && config.enabled) {
     auto say = [this](const std::string& m) { warn(m); };
     const std::string& backend = config.backend;
@@ -46,10 +43,10 @@ CacheFront::CacheFront(const ResponseCacheConfig& config, std::unique_ptr<CacheS
       try {
         store_ = make_redis_store(backend, say);
       } catch (const std::invalid_argument& e) {
-        bad_config(fmt::format("ResponseCacheConfig.backend: {}", e.what()));
+        invalid(fmt::format("ResponseCacheConfig.backend: {}", e.what()));
       }
     } else {
-      bad_config(fmt::format(
+      invalid(fmt::format(
           "ResponseCacheConfig.backend: unknown backend '{}' (use local, ipc or redis://host:port)",
           backend.substr(0, backend.find("://") == std::string::npos ? backend.size()
                                                                      : backend.find("://") + 3)));
@@ -144,13 +141,13 @@ void CacheFront::land(const CacheKey& key, const ChatResult* result, const Error
       if (result) {
         it->second.followers.clear();
         it->second.result = *result;
-        queue_.emplace_back(key, *result);
+        queue_.push_back(key);
       } else {
         flights_.erase(it);
       }
     } else if (result) {  // cleared meanwhile: stored all the same
       flights_[key].result = *result;
-      queue_.emplace_back(key, *result);
+      queue_.push_back(key);
     }
   }
   if (result) cv_.notify_one();
@@ -169,9 +166,8 @@ void CacheFront::put(const CacheKey& key, const ChatResult& result) {
   if (!store_) return;
   {
     std::lock_guard lock(mu_);
-    Flight& flight = flights_[key];
-    if (!flight.result) flight.result = result;
-    queue_.emplace_back(key, result);
+    flights_[key].result = result;  // a refresh (skip_cache) replaces what was there
+    queue_.push_back(key);
   }
   cv_.notify_one();
 }
@@ -181,22 +177,24 @@ void CacheFront::run_writer() {
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) break;  // stopping, with nothing left to store
-    std::vector<std::pair<CacheKey, ChatResult>> batch;
+    // The results wait in the flight table (where lookups see them); the copies to encode are
+    // made here, off the threads that landed them.
     const size_t n = std::min(queue_.size(), kWriteBatch);
-    batch.assign(std::make_move_iterator(queue_.begin()),
-                 std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
+    std::vector<CacheKey> keys;
+    std::vector<ChatResult> results;
+    for (size_t i = 0; i < n; ++i) {
+      auto it = flights_.find(queue_[i]);
+      if (it == flights_.end() || !it->second.result) continue;  // cleared meanwhile
+      keys.push_back(queue_[i]);
+      results.push_back(*it->second.result);
+    }
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
     writing_ = n;
     lock.unlock();
-    std::vector<CacheKey> keys;
     std::vector<std::string> values;
-    keys.reserve(n);
-    values.reserve(n);
-    for (auto& [key, result] : batch) {
-      keys.push_back(key);
-      values.push_back(encode_cache_value(result));
-    }
-    store_->put_many(keys, values, ttl_);
+    values.reserve(results.size());
+    for (const ChatResult& result : results) values.push_back(encode_cache_value(result));
+    if (!keys.empty()) store_->put_many(keys, values, ttl_);
     lock.lock();
     writing_ = 0;
     // Stored: the store answers from now on. A flight that is in the air again (no result) is

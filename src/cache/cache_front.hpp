@@ -83,10 +83,28 @@ class CacheFront {
   std::condition_variable cv_;       // the writer waits for work
   std::condition_variable flushed_;  // flush() waits for the writer
   std::unordered_map<CacheKey, Flight, CacheKeyHash> flights_;
-  std::vector<std::pair<CacheKey, ChatResult>> queue_;  // to store
-  size_t writing_ = 0;                                  // taken by the writer, not yet stored
+  std::vector<CacheKey> queue_;  // to store: their results wait in flights_
+  size_t writing_ = 0;           // taken by the writer, not yet stored
   bool stopping_ = false;
   std::thread writer_;
+};
+
+// How one request takes part in the cache: not at all (no cache), as the leader of a flight, or
+// as a plain store of its answer (skip_cache, return_raw, streams).
+struct CacheTicket {
+  CacheFront* cache = nullptr;
+  CacheKey key{};
+  bool lead = false;
+  // The request's outcome, for the cache (loop thread): a leader lands it (a success is stored
+  // and handed to the followers, an error handed to them), anyone else stores a success.
+  void settle(const ChatResult* result, const Error* error) const {
+    if (!cache) return;
+    if (lead) {
+      cache->land(key, result, error);
+    } else if (result) {
+      cache->put(key, *result);
+    }
+  }
 };
 
 }  // namespace flexllm::detail

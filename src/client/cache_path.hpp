@@ -23,13 +23,6 @@ inline std::exception_ptr to_exception(const Error& error) {
   }
 }
 
-// How a call takes part in the cache (none when the cache is disabled).
-struct CacheUse {
-  CacheFront* cache = nullptr;
-  CacheKey key{};
-  bool lead = false;
-};
-
 // skip_cache asks for a fresh answer, return_raw for the reply the cache does not keep: both go
 // upstream, and their answer refreshes the entry.
 inline bool reads_cache(const RequestOptions& options) {
@@ -38,7 +31,7 @@ inline bool reads_cache(const RequestOptions& options) {
 
 // A non-streamed call: the future of a hit or of the identical request in flight it joined, or
 // nullopt when it must be sent (`use` then says how its outcome goes to the cache).
-inline std::optional<std::future<ChatResult>> answer_from_cache(CacheUse& use,
+inline std::optional<std::future<ChatResult>> answer_from_cache(CacheTicket& use,
                                                                 const RequestOptions& options,
                                                                 std::string_view endpoint,
                                                                 Clock::time_point start) {
@@ -69,7 +62,7 @@ inline std::optional<std::future<ChatResult>> answer_from_cache(CacheUse& use,
 
 // A streamed call: true when a hit was replayed into `channel` (streams do not coalesce: each
 // caller wants its tokens as they come).
-inline bool replay_from_cache(const CacheUse& use, const RequestOptions& options,
+inline bool replay_from_cache(const CacheTicket& use, const RequestOptions& options,
                               std::string_view endpoint, Clock::time_point start,
                               StreamChannel& channel) {
   if (!use.cache || !reads_cache(options)) return false;

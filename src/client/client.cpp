@@ -114,7 +114,7 @@ std::future<ChatResult> LLMClient::chat_completions_async(const json& messages,
                                                           const RequestOptions& options) {
   const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/false);
-  detail::CacheUse use{core_->cache()};
+  detail::CacheTicket use{core_->cache()};
   if (use.cache) {
     use.key = core_->cache_key(messages, options);
     if (auto answered = detail::answer_from_cache(use, options, core_->endpoint_name(), start))
@@ -122,9 +122,7 @@ std::future<ChatResult> LLMClient::chat_completions_async(const json& messages,
   }
   auto job = std::make_unique<PromiseJob>(Job::Mode::chat, std::move(url), std::move(body));
   apply_options(*job, options);
-  job->cache = use.cache;
-  job->cache_key = use.key;
-  job->cache_lead = use.lead;
+  job->cache = use;
   auto future = job->promise.get_future();
   core_->submit(std::move(job));
   return future;
@@ -134,7 +132,7 @@ ChatStream LLMClient::chat_completions_stream(const json& messages, const Reques
   const auto start = Clock::now();
   auto [url, body] = core_->chat_request(messages, options, /*stream=*/true);
   auto channel = std::make_shared<detail::StreamChannel>();
-  detail::CacheUse use{core_->cache()};
+  detail::CacheTicket use{core_->cache()};
   if (use.cache) {
     use.key = core_->cache_key(messages, options);
     if (detail::replay_from_cache(use, options, core_->endpoint_name(), start, *channel))
@@ -142,8 +140,7 @@ ChatStream LLMClient::chat_completions_stream(const json& messages, const Reques
   }
   auto job = std::make_unique<StreamJob>(std::move(url), std::move(body), channel);
   apply_options(*job, options);
-  job->cache = use.cache;
-  job->cache_key = use.key;
+  job->cache = use;
   job->id = core_->new_id();
   channel->set_cancel([core = core_.get(), id = job->id] { core->cancel(id); });
   core_->submit(std::move(job));

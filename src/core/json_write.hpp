@@ -6,12 +6,13 @@
 #include <string>
 #include <string_view>
 
+#include "core/hex.hpp"
+
 namespace flexllm::detail {
 
 // Appends `s` as a JSON string literal (quotes included). `s` must be UTF-8; control characters
 // are escaped, everything else is copied through.
 inline void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
   out.push_back('"');
   size_t run = 0;  // start of the pending run of characters that need no escaping
   for (size_t i = 0; i < s.size(); ++i) {
@@ -27,8 +28,8 @@ inline void append_json_string(std::string& out, std::string_view s) {
       case '\t': out.append("\\t"); break;
       default:
         out.append("\\u00");
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 0xf]);
+        out.push_back(kHexDigits[c >> 4]);
+        out.push_back(kHexDigits[c & 0xf]);
     }
   }
   out.append(s.data() + run, s.size() - run);

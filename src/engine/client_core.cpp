@@ -466,16 +466,9 @@ void ClientCore::deliver() {
   batch.swap(deliveries_);
   for (Delivery& d : batch) {
     Job* job = d.job;
-    if (job->cache) {
-      // The cache learns the outcome before the caller does: a caller that repeats the request
-      // at once already finds it.
-      if (job->cache_lead) {
-        job->cache->land(job->cache_key, d.result ? &*d.result : nullptr,
-                         d.error ? &*d.error : nullptr);
-      } else if (d.result) {
-        job->cache->put(job->cache_key, *d.result);
-      }
-    }
+    // The cache learns the outcome before the caller does: a caller that repeats the request at
+    // once already finds it.
+    job->cache.settle(d.result ? &*d.result : nullptr, d.error ? &*d.error : nullptr);
     if (d.result && job->mode == Job::Mode::raw) {
       job->succeed_raw(std::move(job->response_));
     } else if (d.result) {

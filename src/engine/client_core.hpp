@@ -52,11 +52,7 @@ class Job : public Transfer {
   bool thinking_requested = false;  // for the hint on a 400 (SPEC §9)
   std::optional<std::chrono::milliseconds> timeout{};
   uint64_t id = 0;
-  // Set when the outcome goes to the response cache: as the leader of a flight (land) or as a
-  // plain store of a success (put).
-  CacheFront* cache = nullptr;
-  CacheKey cache_key{};
-  bool cache_lead = false;
+  CacheTicket cache{};  // where the outcome goes in the response cache
   // Retries of this job on this endpoint instead of ClientConfig::retry_times (a pool retries
   // across endpoints itself and gives its attempts 0).
   std::optional<int> max_retries{};

@@ -5,6 +5,7 @@
 
 #include "batch/runner.hpp"
 #include "client/cache_path.hpp"
+#include "core/invalid.hpp"
 #include "flexllm/pool.hpp"
 #include "pool/pool.hpp"
 
@@ -25,27 +26,20 @@ const char* to_string(LoadBalance strategy) noexcept {
   return "unknown";
 }
 
-namespace {
-
-[[noreturn]] void invalid(const std::string& message) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request, message));
-}
-
-}  // namespace
-
 void PoolConfig::validate() const {
   if (endpoints.empty() && clients.empty())
-    invalid("PoolConfig.endpoints: give at least one endpoint (or PoolConfig.clients)");
+    detail::invalid("PoolConfig.endpoints: give at least one endpoint (or PoolConfig.clients)");
   for (size_t i = 0; i < clients.size(); ++i)
-    if (!clients[i]) invalid(fmt::format("PoolConfig.clients[{}]: is null", i));
+    if (!clients[i]) detail::invalid(fmt::format("PoolConfig.clients[{}]: is null", i));
   for (size_t i = 0; i < endpoints.size(); ++i) {
     if (!(endpoints[i].weight >= 0))
-      invalid(fmt::format("PoolConfig.endpoints[{}].weight: must not be negative", i));
+      detail::invalid(fmt::format("PoolConfig.endpoints[{}].weight: must not be negative", i));
     if (endpoints[i].concurrency_limit < 1)
-      invalid(fmt::format("PoolConfig.endpoints[{}].concurrency_limit: must be at least 1", i));
+      detail::invalid(
+          fmt::format("PoolConfig.endpoints[{}].concurrency_limit: must be at least 1", i));
   }
-  if (failure_threshold < 1) invalid("PoolConfig.failure_threshold: must be at least 1");
-  if (recovery_time.count() < 0) invalid("PoolConfig.recovery_time: must not be negative");
+  if (failure_threshold < 1) detail::invalid("PoolConfig.failure_threshold: must be at least 1");
+  if (recovery_time.count() < 0) detail::invalid("PoolConfig.recovery_time: must not be negative");
 }
 
 namespace {
@@ -97,14 +91,14 @@ std::future<ChatResult> LLMClientPool::chat_completions_async(const json& messag
   const auto start = Clock::now();
   auto r = std::make_unique<PromiseRequest>();
   prepare(*r, *pool_, messages, options, /*stream=*/false);
-  detail::CacheUse use{pool_->cache()};
+  detail::CacheTicket use{pool_->cache()};
   if (use.cache) {
     use.key = pool_->cache_key(messages, options);
     // A pool's cached answers name no endpoint: none answered this call.
     if (auto answered = detail::answer_from_cache(use, options, {}, start))
       return std::move(*answered);
   }
-  r->ticket = {use.cache, use.key, use.lead};
+  r->ticket = use;
   auto future = r->promise.get_future();
   pool_->submit(std::move(r));
   return future;
@@ -116,13 +110,13 @@ ChatStream LLMClientPool::chat_completions_stream(const json& messages,
   auto channel = std::make_shared<detail::StreamChannel>();
   auto r = std::make_unique<StreamRequest>(channel);
   prepare(*r, *pool_, messages, options, /*stream=*/true);
-  detail::CacheUse use{pool_->cache()};
+  detail::CacheTicket use{pool_->cache()};
   if (use.cache) {
     use.key = pool_->cache_key(messages, options);
     if (detail::replay_from_cache(use, options, {}, start, *channel))
       return ChatStream(std::move(channel));
   }
-  r->ticket = {use.cache, use.key, false};
+  r->ticket = use;
   r->id = pool_->new_id();
   channel->set_cancel([pool = pool_.get(), id = r->id] { pool->cancel(id); });
   pool_->submit(std::move(r));

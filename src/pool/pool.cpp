@@ -1,4 +1,5 @@
 #include "pool/pool.hpp"
+#include "core/invalid.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -36,10 +37,6 @@ class AttemptJob final : public Job {
   PoolRequest& request_;
   size_t endpoint_;
 };
-
-[[noreturn]] void bad_config(const std::string& message) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request, message));
-}
 
 ClientConfig endpoint_config(const PoolConfig& pool, const EndpointConfig& ep,
                              std::shared_ptr<Runtime> runtime) {
@@ -81,7 +78,7 @@ Pool::Pool(PoolConfig config)
     try {
       c.validate();
     } catch (const Error& e) {
-      bad_config(fmt::format("PoolConfig.endpoints[{}]: {}", i, e.what()));
+      invalid(fmt::format("PoolConfig.endpoints[{}]: {}", i, e.what()));
     }
     owned_.push_back(std::make_unique<ClientCore>(std::move(c), runtime_));
     cores_.push_back(owned_.back().get());
@@ -89,7 +86,7 @@ Pool::Pool(PoolConfig config)
   for (size_t i = 0; i < config_.clients.size(); ++i) {
     ClientCore& core = config_.clients[i]->core();
     if (&core.loop() != &runtime_->loop())
-      bad_config(fmt::format(
+      invalid(fmt::format(
           "PoolConfig.clients[{}]: runs on another Runtime than the pool (give them the same "
           "ClientConfig::runtime as PoolConfig.defaults.runtime)",
           i));
@@ -308,13 +305,7 @@ void Pool::attempt_done(PoolRequest* r, size_t endpoint, ChatResult* result, Err
 }
 
 void Pool::finish(PoolRequest* r, ChatResult* result, Error* error) {
-  if (r->ticket.cache) {
-    if (r->ticket.lead) {
-      r->ticket.cache->land(r->ticket.key, result, error);
-    } else if (result) {
-      r->ticket.cache->put(r->ticket.key, *result);
-    }
-  }
+  r->ticket.settle(result, error);
   if (result) {
     r->succeed(std::move(*result));
   } else {

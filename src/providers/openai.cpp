@@ -1,4 +1,5 @@
 #include "providers/openai.hpp"
+#include "core/invalid.hpp"
 
 #include "core/json_scan.hpp"
 #include "core/json_write.hpp"
@@ -20,10 +21,6 @@ namespace {
 using simdjson::dom::array;
 using simdjson::dom::element;
 using simdjson::dom::object;
-
-[[noreturn]] void invalid(std::string message) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request, std::move(message)));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Writing JSON by hand: the request body is built once per request, straight into its buffer.

@@ -1,4 +1,5 @@
 #include "providers/provider.hpp"
+#include "core/invalid.hpp"
 
 #include <array>
 #include <string>
@@ -55,10 +56,6 @@ std::string_view url_path(std::string_view url) {
 
 bool contains(const std::string& s, std::string_view needle) {
   return s.find(needle) != std::string::npos;
-}
-
-[[noreturn]] void invalid(std::string message) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request, std::move(message)));
 }
 
 constexpr std::array<std::string_view, 6> kRoles = {"system",    "developer", "user",
