@@ -12,19 +12,10 @@
 
 #include "commands.hpp"
 #include "flexllm/mock/server.hpp"
+#include "mock_options.hpp"
 
 namespace flexllm::cli {
 namespace {
-
-struct MockOptions {
-  mock::MockConfig config;
-  std::string models = "mock-model";
-  std::string latency = "0";
-  std::string response_len = "16-64";
-  std::string reasoning_len = "16-48";
-  std::string thinking = "none";
-  double retry_after_s = 1.0;
-};
 
 // Each connection is a descriptor: lift the soft limit as far as the hard one allows.
 void raise_fd_limit() {
@@ -56,17 +47,9 @@ mock::Range parse_range_flag(const std::string& text, const char* flag) {
 }
 
 int run_mock(MockOptions& o) {
-  mock::MockConfig& cfg = o.config;
+  mock::MockConfig cfg;
   try {
-    cfg.models = split_commas(o.models);
-    cfg.latency_ms = parse_range_flag(o.latency, "--latency");
-    cfg.response_tokens = parse_range_flag(o.response_len, "--response-len");
-    cfg.reasoning_tokens = parse_range_flag(o.reasoning_len, "--reasoning-len");
-    cfg.thinking = o.thinking == "field"  ? mock::ThinkingMode::field
-                   : o.thinking == "tags" ? mock::ThinkingMode::tags
-                                          : mock::ThinkingMode::none;
-    cfg.retry_after = std::chrono::milliseconds(static_cast<int64_t>(o.retry_after_s * 1000));
-    cfg.validate();
+    cfg = mock_config(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "flexllm mock: %s\nRun 'flexllm mock --help' for usage.\n", e.what());
     return kExitBadInput;
@@ -104,40 +87,39 @@ int run_mock(MockOptions& o) {
 
 }  // namespace
 
-Runner add_mock_command(CLI::App& app) {
-  auto o = std::make_shared<MockOptions>();
-  mock::MockConfig& c = o->config;
-  c.port = 8000;  // a fixed default for the command; the library's default is an ephemeral port
-  CLI::App* cmd = app.add_subcommand("mock", "Run a mock OpenAI-compatible LLM server");
-  cmd->footer(R"(The first line on stdout is the server's base URL (use --port 0 for a free port).
+mock::MockConfig mock_config(MockOptions& o) {
+  mock::MockConfig cfg = o.config;
+  cfg.models = split_commas(o.models);
+  cfg.latency_ms = parse_range_flag(o.latency, "--latency");
+  cfg.response_tokens = parse_range_flag(o.response_len, "--response-len");
+  cfg.reasoning_tokens = parse_range_flag(o.reasoning_len, "--reasoning-len");
+  cfg.thinking = o.thinking == "field"  ? mock::ThinkingMode::field
+                 : o.thinking == "tags" ? mock::ThinkingMode::tags
+                                        : mock::ThinkingMode::none;
+  cfg.retry_after = std::chrono::milliseconds(static_cast<int64_t>(o.retry_after_s * 1000));
+  cfg.validate();
+  return cfg;
+}
 
-Examples:
-  flexllm mock --port 8000                         # fast server for local development
-  flexllm mock --port 0 --latency 200-800 --token-rate 50
-  flexllm mock --thinking tags --response-len 5-10 # <think>…</think> answers
-  flexllm mock --error-rate 0.05 --rate-429 0.05 --drop-rate 0.01 --seed 7
-  flexllm mock --max-qps 20 --log requests.jsonl   # 429 above 20 req/s; log every request
-
-Faults are drawn per request so that each rate holds within a few requests over any window.
-GET /mock/stats[?arrivals=1] reports requests by outcome and the most in flight; POST /mock/reset
-clears them.)");
+void add_mock_options(CLI::App* cmd, MockOptions& o) {
+  mock::MockConfig& c = o.config;
   cmd->add_option("--host", c.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", c.port, "Port to listen on; 0 picks a free one")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed for content, latencies and faults")
       ->capture_default_str();
-  cmd->add_option("--model", o->models, "Model name(s) for /v1/models, comma-separated")
+  cmd->add_option("--model", o.models, "Model name(s) for /v1/models, comma-separated")
       ->capture_default_str();
-  cmd->add_option("--latency", o->latency, "Latency to the reply in ms: N or A-B")
+  cmd->add_option("--latency", o.latency, "Latency to the reply in ms: N or A-B")
       ->capture_default_str();
   cmd->add_option("--token-rate", c.token_rate, "Stream pacing in tokens/s (0 = no pacing)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--response-len", o->response_len, "Answer length in tokens: N or A-B")
+  cmd->add_option("--response-len", o.response_len, "Answer length in tokens: N or A-B")
       ->capture_default_str();
-  cmd->add_option("--reasoning-len", o->reasoning_len, "Reasoning length in tokens: N or A-B")
+  cmd->add_option("--reasoning-len", o.reasoning_len, "Reasoning length in tokens: N or A-B")
       ->capture_default_str();
   cmd->add_flag("--echo", c.echo, "Answer with the last user message");
-  cmd->add_option("--thinking", o->thinking,
+  cmd->add_option("--thinking", o.thinking,
                   "Reasoning output: none, field (reasoning_content) or tags (<think>)")
       ->check(CLI::IsMember({"none", "field", "tags"}))
       ->capture_default_str();
@@ -153,7 +135,7 @@ clears them.)");
   rate("--hang-rate", c.faults.hang, "Share never answered");
   rate("--malformed-rate", c.faults.malformed, "Share answered with invalid JSON");
   rate("--truncate-rate", c.faults.truncate, "Share cut off half-way (streams: no [DONE])");
-  cmd->add_option("--retry-after", o->retry_after_s, "Retry-After hint of injected 429s, seconds")
+  cmd->add_option("--retry-after", o.retry_after_s, "Retry-After hint of injected 429s, seconds")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   cmd->add_option("--max-qps", c.max_qps, "Answer 429 above this many requests/s (0 = off)")
@@ -162,6 +144,25 @@ clears them.)");
   cmd->add_option("--qps-burst", c.qps_burst, "Burst allowance for --max-qps (default: 1 s worth)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--log", c.log_file, "Append a JSONL line per chat request to FILE");
+}
+
+Runner add_mock_command(CLI::App& app) {
+  auto o = std::make_shared<MockOptions>();
+  o->config.port = 8000;  // a fixed default for the command; the library's default is ephemeral
+  CLI::App* cmd = app.add_subcommand("mock", "Run a mock OpenAI-compatible LLM server");
+  cmd->footer(R"(The first line on stdout is the server's base URL (use --port 0 for a free port).
+
+Examples:
+  flexllm mock --port 8000                         # fast server for local development
+  flexllm mock --port 0 --latency 200-800 --token-rate 50
+  flexllm mock --thinking tags --response-len 5-10 # <think>…</think> answers
+  flexllm mock --error-rate 0.05 --rate-429 0.05 --drop-rate 0.01 --seed 7
+  flexllm mock --max-qps 20 --log requests.jsonl   # 429 above 20 req/s; log every request
+
+Faults are drawn per request so that each rate holds within a few requests over any window.
+GET /mock/stats[?arrivals=1] reports requests by outcome and the most in flight; POST /mock/reset
+clears them.)");
+  add_mock_options(cmd, *o);
   return [o] { return run_mock(*o); };
 }
 

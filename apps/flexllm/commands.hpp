@@ -3,18 +3,33 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
 namespace flexllm::cli {
 
-// Exit codes (SPEC §14): 0 ok, 1 failures or usage error at run time, 2 bad input or flags.
+// Exit codes (SPEC §14): 0 ok, 1 failures or usage error at run time, 2 bad input (a malformed
+// input line, a bad flag value, a config file that cannot be used, a missing input file).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitBadInput = 2;
 
 using Runner = std::function<int()>;
 
+// --config FILE: accepted before the subcommand and by every subcommand that reads the config;
+// both spellings set this one value ("" = the default search, see config.hpp).
+std::string& config_flag();
+void add_config_option(CLI::App* cmd);
+
+Runner add_ask_command(CLI::App& app);
+Runner add_chat_command(CLI::App& app);
+Runner add_batch_command(CLI::App& app);
+Runner add_models_command(CLI::App& app);
+Runner add_list_command(CLI::App& app);
+Runner add_set_model_command(CLI::App& app);
+Runner add_test_command(CLI::App& app);
+Runner add_init_command(CLI::App& app);
 Runner add_mock_command(CLI::App& app);
 
 }  // namespace flexllm::cli

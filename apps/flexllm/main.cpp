@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -6,12 +7,27 @@
 #include "commands.hpp"
 #include "flexllm/version.hpp"
 
+namespace flexllm::cli {
+
+std::string& config_flag() {
+  static std::string path;
+  return path;
+}
+
+void add_config_option(CLI::App* cmd) {
+  cmd->add_option("--config", config_flag(),
+                  "Config file (default: ./flexllm.yaml, else ~/.flexllm/config.yaml)");
+}
+
+}  // namespace flexllm::cli
+
 int main(int argc, char** argv) {
   using namespace flexllm::cli;
   CLI::App app{"flexllm: a high-performance client for OpenAI-compatible, Gemini and Claude APIs",
                "flexllm"};
   app.set_version_flag("--version", fmt::format("flexllm {}", flexllm::version()));
   app.require_subcommand(1);
+  add_config_option(&app);
   app.footer("Run 'flexllm COMMAND --help' for a command's options and examples.");
 
   std::vector<std::pair<CLI::App*, Runner>> commands;
@@ -20,20 +36,39 @@ int main(int argc, char** argv) {
     Runner run = adder(app);
     commands.emplace_back(app.get_subcommands({})[before], std::move(run));
   };
+  add(add_ask_command);
+  add(add_chat_command);
+  add(add_batch_command);
+  add(add_models_command);
+  add(add_list_command);
+  add(add_set_model_command);
+  add(add_test_command);
+  add(add_init_command);
   add(add_mock_command);
 
   // CLI11 would only say "a subcommand is required" for a mistyped command: name it instead.
-  if (argc > 1 && argv[1][0] != '-') {
+  int first = 1;  // the first word that is not a global option
+  while (first < argc) {
+    std::string_view a = argv[first];
+    if (a == "--config" && first + 1 < argc) {
+      first += 2;
+    } else if (a.starts_with("--config=")) {
+      first += 1;
+    } else {
+      break;
+    }
+  }
+  if (first < argc && argv[first][0] != '-') {
     std::string names;
     bool known = false;
     for (const auto& [cmd, run] : commands) {
-      known = known || cmd->get_name() == argv[1];
+      known = known || cmd->get_name() == argv[first];
       names += (names.empty() ? "" : ", ") + cmd->get_name();
     }
     if (!known) {
       std::fprintf(
           stderr, "flexllm: unknown command '%s' (commands: %s)\nRun 'flexllm --help' for usage.\n",
-          argv[1], names.c_str());
+          argv[first], names.c_str());
       return kExitBadInput;
     }
   }

@@ -129,34 +129,72 @@ class BatchIterator {
   size_t position_ = 0;
 };
 
-// A lazy source of requests: a callable returning the next messages array, or nullopt at the end
-// (called on the batch caller's thread), and optionally how many it will yield. A known size
-// gives the progress display a total and lets an input-aligned batch allocate its results once;
-// it is asked for only when needed (an input-aligned batch, or show_progress).
+// One input of a MessageSource: the request's messages and what travels with it.
+struct SourceItem {
+  json messages;
+  // Kept in the item and its record (null: BatchOptions::metadata_list's entry, if any).
+  json metadata{};
+  // Set when the input could not be read (e.g. "in.jsonl:7: not valid JSON …"): nothing is sent,
+  // and the item fails with an InvalidRequestError carrying this text (recorded like any
+  // failure, so a rerun after the input is fixed does that index again).
+  std::string error{};
+};
+
+namespace detail {
+template <class F>
+concept YieldsInputs = std::is_invocable_r_v<std::optional<json>, F&> ||
+                       std::is_invocable_r_v<std::optional<SourceItem>, F&>;
+}  // namespace detail
+
+// A lazy source of requests: a callable returning the next messages array (or SourceItem), or
+// nullopt at the end (called on the batch caller's thread), and optionally how many it will
+// yield. A known size gives the progress display a total and lets an input-aligned batch allocate
+// its results once; it is asked for only when needed (an input-aligned batch, or show_progress).
 class MessageSource {
  public:
-  using Next = std::function<std::optional<json>()>;
+  using Next = std::function<std::optional<SourceItem>()>;
   using Size = std::function<size_t()>;
 
   MessageSource() = default;
-  // Any callable returning std::optional<json>, optionally with its size (a count or a callable
-  // computing it on demand).
+  // Any callable returning std::optional<json> (messages) or std::optional<SourceItem>,
+  // optionally with its size (a count or a callable computing it on demand).
   template <class F>
-  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next)
-      : next_(std::move(next)) {}  // NOLINT: implicit, like std::function
+  requires detail::YieldsInputs<F> MessageSource(F next)  // NOLINT: implicit, like std::function
+      : next_(wrap(std::move(next))) {}
   template <class F>
-  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next, size_t size)
-      : next_(std::move(next)), size_([size] { return size; }) {}
+  requires detail::YieldsInputs<F> MessageSource(F next, size_t size)
+      : next_(wrap(std::move(next))), size_([size] { return size; }) {}
   template <class F>
-  requires std::is_invocable_r_v<std::optional<json>, F&> MessageSource(F next, Size size)
-      : next_(std::move(next)), size_(std::move(size)) {}
+  requires detail::YieldsInputs<F> MessageSource(F next, Size size)
+      : next_(wrap(std::move(next))), size_(std::move(size)) {}
 
-  std::optional<json> operator()() const { return next_(); }
+  // The next input's messages (its metadata and error dropped), or nullopt at the end.
+  std::optional<json> operator()() const {
+    auto item = next_();
+    if (!item) return std::nullopt;
+    return std::move(item->messages);
+  }
+  // The next input whole, or nullopt at the end.
+  std::optional<SourceItem> next_item() const { return next_(); }
   explicit operator bool() const { return static_cast<bool>(next_); }
   bool knows_size() const { return static_cast<bool>(size_); }
   size_t size() const { return size_(); }  // only when knows_size()
 
  private:
+  template <class F>
+  static Next wrap(F next) {
+    if constexpr (std::is_invocable_r_v<std::optional<SourceItem>, F&> &&
+                  !std::is_invocable_r_v<std::optional<json>, F&>) {
+      return Next(std::move(next));
+    } else {
+      return [next = std::move(next)]() mutable -> std::optional<SourceItem> {
+        std::optional<json> messages = next();
+        if (!messages) return std::nullopt;
+        return SourceItem{std::move(*messages)};
+      };
+    }
+  }
+
   Next next_;
   Size size_;
 };
@@ -166,5 +204,26 @@ class MessageSource {
 // naming the file and line for a line that is neither. Its size is the number of non-blank lines,
 // counted by one extra pass over the file when first asked for.
 MessageSource jsonl_messages(const std::string& path);
+
+struct JsonlRequestOptions {
+  // A system message for records that bring none of their own ("" = none).
+  std::string system{};
+  // Called for each line that cannot be used (its text names file and line); that line's item
+  // fails without a request (SourceItem::error) and the batch goes on.
+  std::function<void(const std::string&)> on_bad_line{};
+};
+
+// Requests from a JSONL file, or standard input when `path` is "-", one per non-blank line, in
+// any of these forms (SPEC §14):
+//   {"messages": [...]}                         a chat as is
+//   {"prompt"|"q"|"question": "…", "system"?}   one user message (+ a system message)
+//   {"instruction": "…", "input"?: "…", "system"?}  alpaca: instruction, blank line, input
+//   [...]                                       a bare messages array
+//   "…"                                         a bare prompt string
+// Every other field of an object travels as the item's metadata (an object; null when none).
+// A line that is not JSON or in none of these forms fails its own item (SourceItem::error:
+// "FILE:LINE: …") instead of the batch. Throws InvalidRequestError when the file cannot be
+// opened. A file's size is its non-blank lines (one extra pass when asked); stdin's is unknown.
+MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions options = {});
 
 }  // namespace flexllm

@@ -2,9 +2,11 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <iostream>
 
 #include <fmt/format.h>
 
+#include "batch/input_formats.hpp"
 #include "batch/runner.hpp"
 #include "flexllm/client.hpp"
 
@@ -178,6 +180,50 @@ MessageSource jsonl_messages(const std::string& path) {
     }
     return std::nullopt;
   };
+  return MessageSource(std::move(next),
+                       MessageSource::Size([path] { return count_nonblank_lines(path); }));
+}
+
+MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions options) {
+  const bool from_stdin = path == "-";
+  std::shared_ptr<std::istream> in;
+  if (from_stdin) {
+    in = std::shared_ptr<std::istream>(&std::cin, [](std::istream*) {});
+  } else {
+    in = std::make_shared<std::ifstream>(path);
+    if (!*in)
+      throw InvalidRequestError(
+          Error(ErrorKind::invalid_request,
+                fmt::format("cannot open {}: no such file or unreadable", path)));
+  }
+  struct State {
+    std::shared_ptr<std::istream> in;
+    std::string name;
+    JsonlRequestOptions options;
+    size_t line_no = 0;
+    std::string line;
+  };
+  auto st = std::make_shared<State>(
+      State{std::move(in), from_stdin ? "<stdin>" : path, std::move(options), 0, {}});
+  auto next = [st]() -> std::optional<SourceItem> {
+    while (std::getline(*st->in, st->line)) {
+      ++st->line_no;
+      if (st->line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json record = json::parse(st->line, nullptr, false);
+      SourceItem item =
+          record.is_discarded()
+              ? SourceItem{json(), json(),
+                           "not valid JSON: " + detail::describe_parse_error(st->line)}
+              : detail::request_from_record(std::move(record), st->options.system);
+      if (!item.error.empty()) {
+        item.error = fmt::format("{}:{}: {}", st->name, st->line_no, item.error);
+        if (st->options.on_bad_line) st->options.on_bad_line(item.error);
+      }
+      return item;
+    }
+    return std::nullopt;
+  };
+  if (from_stdin) return MessageSource(std::move(next));
   return MessageSource(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));
 }

@@ -119,7 +119,7 @@ void BatchRunner::dispatch() {
     }
     Pending p = std::move(lookahead_.front());
     lookahead_.pop_front();
-    dispatch_one(p.index, p.owned ? *p.owned : *p.messages, p.looked_up ? &p : nullptr);
+    dispatch_one(p);
   }
 }
 
@@ -138,8 +138,11 @@ void BatchRunner::pull_lookahead() {
       p.index = order_[order_pos_++];
       p.messages = &(*inputs_)[p.index];
     } else {
-      p.owned = source_();
-      if (!p.owned) break;
+      std::optional<SourceItem> next = source_.next_item();
+      if (!next) break;
+      p.owned = std::move(next->messages);
+      p.metadata = std::move(next->metadata);
+      p.error = std::move(next->error);
       p.index = next_index_++;
     }
     lookahead_.push_back(std::move(p));
@@ -149,7 +152,7 @@ void BatchRunner::pull_lookahead() {
   std::vector<Pending*> asked;
   for (Pending& p : lookahead_) {
     const RecordRef* ref = checkpoint_record(p.index);
-    if (ref && ref->success) continue;  // the checkpoint answers first
+    if ((ref && ref->success) || !p.error.empty()) continue;  // the checkpoint answers first
     const json& messages = p.owned ? *p.owned : *p.messages;
     try {
       target_->check_chat(messages, options_.request);
@@ -170,15 +173,20 @@ void BatchRunner::pull_lookahead() {
 // One input: restored from the checkpoint, answered by the cache, joined to an identical request
 // in flight, or sent. The request body is built only when something needs it (a hit without a
 // checkpoint file needs nothing but the cache key).
-void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* looked_up) {
+void BatchRunner::dispatch_one(Pending& p) {
+  const size_t index = p.index;
+  const json& messages = p.owned ? *p.owned : *p.messages;
+  Pending* looked_up = p.looked_up ? &p : nullptr;
+  json metadata = p.metadata.is_null() ? metadata_for(index) : std::move(p.metadata);
   try {
+    if (!p.error.empty()) throw InvalidRequestError(Error(ErrorKind::invalid_request, p.error));
     if (!looked_up) target_->check_chat(messages, options_.request);  // (a lookup checked it)
   } catch (const Error& e) {  // an invalid input fails its item, never the batch
     BatchResultItem item;
     item.index = index;
     item.status = ItemStatus::error;
     item.error = std::make_shared<const Error>(e);
-    item.metadata = metadata_for(index);
+    item.metadata = std::move(metadata);
     record(item, record_key(messages.dump()), saved_input(messages, options_.save_input));
     account(item);
     ready_.push_back(std::move(item));
@@ -205,7 +213,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* look
     build();
     if (found->success && found->key == key) {
       if (auto item = read_record(checkpoint_fd_, *found)) {
-        if (item->metadata.is_null()) item->metadata = metadata_for(index);
+        if (item->metadata.is_null()) item->metadata = std::move(metadata);
         account(*item);
         ready_.push_back(std::move(*item));
         return;
@@ -220,6 +228,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* look
   bool lead = false;
   BatchOutcome seed;
   seed.index = index;
+  seed.metadata = std::move(metadata);
   if (cache) {
     cache_key = looked_up ? looked_up->key : target_->cache_key(messages, options_.request);
     if (!options_.request.skip_cache && !options_.request.return_raw) {
@@ -229,7 +238,7 @@ void BatchRunner::dispatch_one(size_t index, const json& messages, Pending* look
         item.status = ItemStatus::cached;
         hit->endpoint = target_->endpoint_name();
         item.result = std::move(hit);
-        item.metadata = metadata_for(index);
+        item.metadata = std::move(seed.metadata);
         if (writer_) {
           build();
           record(item, key, record_input());
@@ -300,7 +309,7 @@ void BatchRunner::take_completions(std::vector<BatchResultItem>& ready) {
     --in_flight_;
     BatchResultItem item;
     item.index = o.index;
-    item.metadata = metadata_for(o.index);
+    item.metadata = o.metadata.is_null() ? metadata_for(o.index) : std::move(o.metadata);
     if (o.result) {
       if (o.result->cached) {  // answered by an identical request
         item.status = ItemStatus::cached;

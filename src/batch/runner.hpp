@@ -44,13 +44,15 @@ class BatchRunner {
     size_t index = 0;
     const json* messages = nullptr;  // inputs_ mode
     std::optional<json> owned;       // source mode
+    json metadata;                   // source mode: what the source gave with it
+    std::string error;               // source mode: the input could not be read
     bool looked_up = false;
     CacheKey key{};
     std::optional<ChatResult> hit;
   };
   void dispatch();
   void pull_lookahead();
-  void dispatch_one(size_t index, const json& messages, Pending* looked_up);
+  void dispatch_one(Pending& p);
   void take_completions(std::vector<BatchResultItem>& ready);
   void account(const BatchResultItem& item);
   void track(const RecordRef& ref);

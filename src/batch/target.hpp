@@ -35,6 +35,7 @@ struct BatchOutcome {
     return input.empty() ? std::string_view(body).substr(input_at, input_len)
                          : std::string_view(input);
   }
+  json metadata;                  // from the source (null: BatchOptions::metadata_list's)
   Clock::time_point submitted{};  // a follower of an identical request: when it joined
   std::optional<ChatResult> result;
   std::optional<Error> error;

@@ -1,0 +1,145 @@
+// The command's configuration (SPEC §14): the YAML file, the environment and the flags, and
+// which endpoint they pick. Pure apart from reading the file and the environment (both also
+// injectable), so the precedence rules are unit-tested.
+//
+// Where the file is: --config FILE (it must exist), else $FLEXLLM_CONFIG, else ./flexllm.yaml,
+// else ~/.flexllm/config.yaml. One file is read, never merged with another.
+//
+// Precedence, field by field: flags > environment > file. A model entry of the file is picked by
+// -m NAME (its name or id), else by FLEXLLM_MODEL/OPENAI_MODEL when that names an entry, else by
+// `default`, else the first entry. An entry picked by -m is an explicit choice: its base_url and
+// api_key then win over the environment's (flags still win over it), because `-m deepseek` means
+// "that endpoint", not "that model name at whatever OPENAI_BASE_URL says".
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace flexllm::cli {
+
+// A config file that cannot be used. The message names the file, line and field.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using Warn = std::function<void(const std::string&)>;
+
+// One endpoint of batch.endpoints (a pool).
+struct EndpointEntry {
+  std::string base_url;
+  std::string api_key;   // "" = the picked model's key
+  std::string model;     // "" = the picked model's id
+  std::string provider;  // "" = the picked model's provider
+  double weight = 1;
+  std::optional<int> concurrency;
+  std::optional<double> max_qps;
+};
+
+// One entry of `models:`.
+struct ModelEntry {
+  std::string id;        // the model id sent to the server (required)
+  std::string name;      // what -m and `default` call it; id when absent
+  std::string provider;  // auto | openai | gemini | claude; "" = auto
+  std::string base_url;
+  std::string api_key;
+  std::optional<std::string> system;  // default system prompt for this model
+  int line = 0;                       // where the entry starts in the file (1-based)
+};
+
+// The `batch:` section: defaults of `flexllm batch` (flags override each).
+struct BatchSection {
+  std::optional<std::string> model;  // model entry (name or id) for batches
+  std::optional<int> concurrency;
+  std::optional<double> max_qps;
+  std::optional<bool> adaptive;
+  std::optional<bool> cache;
+  std::optional<double> cache_ttl;  // seconds
+  std::optional<double> timeout;    // seconds
+  std::optional<int> retry_times;
+  std::optional<double> retry_delay;     // seconds
+  std::optional<double> flush_interval;  // seconds
+  std::optional<std::string> save_input;  // full | last | none
+  std::vector<EndpointEntry> endpoints;   // non-empty: batches run on a pool
+  std::optional<bool> fallback;
+  std::optional<std::string> load_balance;  // round_robin | weighted | random | fallback | ...
+};
+
+struct Config {
+  std::string path;  // the file read; "" when none was found
+  std::optional<std::string> default_model;
+  std::optional<std::string> system;  // global default system prompt
+  std::vector<ModelEntry> models;
+  BatchSection batch;
+
+  // The entry whose name or id is `name_or_id`, or null.
+  const ModelEntry* find(const std::string& name_or_id) const;
+};
+
+// What the environment says (FLEXLLM_* first, then OPENAI_*; "" when unset).
+struct EnvSettings {
+  std::string base_url;  // FLEXLLM_BASE_URL | OPENAI_BASE_URL
+  std::string api_key;   // FLEXLLM_API_KEY | OPENAI_API_KEY
+  std::string model;     // FLEXLLM_MODEL | OPENAI_MODEL
+  std::string config;    // FLEXLLM_CONFIG
+  static EnvSettings from_environment();
+};
+
+// What the flags say ("" = not given).
+struct FlagSettings {
+  std::string base_url;
+  std::string api_key;
+  std::string model;
+};
+
+// The endpoint the settings pick.
+struct Resolved {
+  std::string base_url;
+  std::string api_key;
+  std::string model;     // the id sent to the server
+  std::string provider;  // "" = auto
+  std::optional<std::string> system;
+  const ModelEntry* entry = nullptr;  // the file's entry used, if any
+  // Where base_url came from, for messages: "--base-url", "FLEXLLM_BASE_URL",
+  // "/home/u/.flexllm/config.yaml (model 'qwen')".
+  std::string base_url_from;
+};
+
+// The file to read: `explicit_path` (--config) if given (ConfigError when missing), else
+// env.config, else ./flexllm.yaml, else $HOME/.flexllm/config.yaml; "" when none exists.
+std::string find_config(const std::string& explicit_path, const EnvSettings& env);
+// $HOME/.flexllm/config.yaml (where init and set-model write when no file exists yet).
+std::string user_config_path();
+
+// Parses a config file's text. Throws ConfigError ("FILE:LINE: field 'models[2].base_url': …")
+// for malformed YAML or a field of the wrong type; warns (not throws) about unknown keys, naming
+// file, line and the known keys. In api_key and base_url values (of models and of
+// batch.endpoints, nowhere else) `${NAME}` is replaced by the environment variable NAME; an unset
+// variable gives "" (so `api_key: ${OPENAI_API_KEY}` without the variable means no key).
+Config parse_config(const std::string& text, const std::string& path, const Warn& warn);
+// Reads and parses `path`; an empty path gives an empty Config.
+Config load_config(const std::string& path, const Warn& warn);
+
+// Applies the precedence rules above; nullopt when nothing names a base_url. Throws ConfigError
+// when -m names no entry (while the file has entries) and there is no base_url to send it to
+// either. An entry picked by -m whose own base_url is used gets its own api_key even when that is
+// empty: the environment's key is not sent to a server it was not set for.
+std::optional<Resolved> resolve_endpoint(const Config& config, const FlagSettings& flags,
+                                         const EnvSettings& env);
+
+// How to configure an endpoint: the text of the error when none is configured.
+std::string no_endpoint_help();
+
+// `set-model`: the file's text with `default:` set to `name`, everything else (comments, order,
+// quoting, other keys) byte for byte as it was. Adds `default:` at the top level when missing.
+std::string set_default_model(const std::string& text, const std::string& name);
+// `init`: a commented template (valid YAML that parse_config accepts without warnings).
+std::string config_template();
+
+// The key shown for humans: "sk-…abcd" (first 3, last 4), "(none)" when empty, "****" if short.
+std::string mask_key(const std::string& key);
+
+}  // namespace flexllm::cli

@@ -1,0 +1,169 @@
+// Runs the built `flexllm` binary as a user would: a child process with its own environment
+// (never the developer's FLEXLLM_*/OPENAI_* variables or real HOME), working directory and stdin,
+// its stdout and stderr collected. Header-only; tests define FLEXLLM_BIN.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace flexllm::test {
+
+struct CliOptions {
+  std::map<std::string, std::string> env{};  // on top of PATH and HOME
+  std::string home{};                        // HOME ("" = /nonexistent)
+  std::string cwd{};                         // "" = the test's
+  std::string stdin_text{};                  // written to the child's stdin, then closed
+  std::chrono::milliseconds limit = std::chrono::seconds(60);  // killed after this
+};
+
+struct CliResult {
+  int status = -1;  // exit code, or 128 + signal
+  std::string out;
+  std::string err;
+};
+
+// A running child; `finish()` feeds its stdin, collects its output and waits for it.
+class CliProcess {
+ public:
+  CliProcess(std::vector<std::string> args, const CliOptions& options) : options_(options) {
+    args.insert(args.begin(), FLEXLLM_BIN);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings = {
+        "PATH=" + std::string(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"),
+        "HOME=" + (options.home.empty() ? std::string("/nonexistent") : options.home)};
+    for (const auto& [k, v] : options.env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int in[2], out[2], err[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
+      throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, options.cwd.c_str());
+    // The child gets default signal handling whatever the test runner set.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(&pid_, FLEXLLM_BIN, &fa, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    in_ = in[1];
+    out_ = out[0];
+    err_ = err[0];
+    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+    deadline_ = std::chrono::steady_clock::now() + options.limit;
+  }
+  CliProcess(const CliProcess&) = delete;
+  CliProcess& operator=(const CliProcess&) = delete;
+  ~CliProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : {in_, out_, err_})
+      if (fd >= 0) close(fd);
+  }
+
+  pid_t pid() const { return pid_; }
+  void signal(int sig) const { kill(pid_, sig); }
+
+  // Reads stderr until `text` appears in it (or the child ends / the limit passes); the text
+  // read stays part of the result's `err`.
+  bool wait_for_stderr(const std::string& text) {
+    while (result_.err.find(text) == std::string::npos) {
+      if (!pump(/*stdin_done=*/false)) return result_.err.find(text) != std::string::npos;
+    }
+    return true;
+  }
+
+  CliResult finish() {
+    while (pump(true)) {
+    }
+    int status = 0;
+    if (std::chrono::steady_clock::now() >= deadline_) kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    result_.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return result_;
+  }
+
+ private:
+  // One round of I/O; false once both outputs are closed or the limit passed.
+  bool pump(bool feed_all) {
+    if (out_ < 0 && err_ < 0) return false;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline_ - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    std::vector<pollfd> fds;
+    if (out_ >= 0) fds.push_back({out_, POLLIN, 0});
+    if (err_ >= 0) fds.push_back({err_, POLLIN, 0});
+    const bool feeding = in_ >= 0 && (feed_all || written_ < options_.stdin_text.size());
+    if (feeding) fds.push_back({in_, POLLOUT, 0});
+    if (poll(fds.data(), fds.size(), static_cast<int>(left.count())) <= 0) return true;
+    for (const pollfd& p : fds) {
+      if (!p.revents) continue;
+      if (p.fd == in_) {
+        if (written_ < options_.stdin_text.size()) {
+          ssize_t n = write(in_, options_.stdin_text.data() + written_,
+                            options_.stdin_text.size() - written_);
+          if (n > 0) written_ += static_cast<size_t>(n);
+          if (n < 0) written_ = options_.stdin_text.size();
+        }
+        if (written_ >= options_.stdin_text.size()) {
+          close(in_);
+          in_ = -1;
+        }
+        continue;
+      }
+      char buf[65536];
+      ssize_t n = read(p.fd, buf, sizeof buf);
+      std::string& sink = p.fd == out_ ? result_.out : result_.err;
+      if (n > 0) {
+        sink.append(buf, static_cast<size_t>(n));
+      } else {
+        close(p.fd);
+        (p.fd == out_ ? out_ : err_) = -1;
+      }
+    }
+    return true;
+  }
+
+  CliOptions options_;
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1, err_ = -1;
+  size_t written_ = 0;
+  CliResult result_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+inline CliResult run_cli(std::vector<std::string> args, const CliOptions& options = {}) {
+  CliProcess p(std::move(args), options);
+  return p.finish();
+}
+
+}  // namespace flexllm::test
