@@ -73,7 +73,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 // The known key closest to `k` when it is plausibly a typo of it, else "".
 std::string_view closest(Keys keys, std::string_view k) {
   std::string_view best;
-  size_t best_d = std::max<size_t>(2, k.size() / 4) + 1;
+  size_t best_d = std::max<size_t>(1, k.size() / 3) + 1;
   for (std::string_view known : keys) {
     size_t d = edit_distance(k, known);
     if (d < best_d) {
@@ -615,6 +615,7 @@ Config parse_config(const std::string& text, const std::string& path, const Warn
                            "models[{}]",
                            i, c.models[i].name, j, c.models[j].line, c.models[i].name, j));
   if (c.default_model && c.default_model->empty()) c.default_model.reset();
+  if (c.batch.model && c.batch.model->empty()) c.batch.model.reset();
   if (c.default_model && !c.models.empty() && !c.find(*c.default_model))
     p.fail(default_line, "default",
            fmt::format("'{}' names no entry of models (known: {})", shown(*c.default_model),
@@ -700,14 +701,17 @@ std::optional<Resolved> resolve_endpoint(const Config& config, const FlagSetting
     url_from_entry = true;
   }
 
+  // A key goes only to the base_url that came from the same place (config.hpp): never the
+  // environment's OpenAI key to the DeepSeek entry of the file, never the file's key to a URL
+  // given on the command line or in the environment.
   if (!flags.api_key.empty())
     r.api_key = flags.api_key;
-  else if (chosen_by_flag && (!entry->api_key.empty() || url_from_entry))
-    r.api_key = entry->api_key;  // never the environment's key sent to the entry's own server
-  else if (!env.api_key.empty())
-    r.api_key = env.api_key;
-  else if (entry)
+  else if (url_from_entry)
     r.api_key = entry->api_key;
+  else if (!env.api_key.empty() || !entry || !entry->base_url.empty())
+    r.api_key = env.api_key;
+  else
+    r.api_key = entry->api_key;  // an entry without a base_url: its key is for any endpoint
 
   if (entry) r.provider = entry->provider;
   if (model_is_entry && entry->system)
@@ -880,7 +884,9 @@ batch:
   # retry_delay: 1              # seconds, base of the exponential backoff
   # flush_interval: 1           # seconds between writes + fsyncs of the output file
   # save_input: full            # input kept in each output record: full | last | none
-  # load_balance: round_robin   # round_robin | weighted | random | fallback | least_busy | latency
+  # load_balance: weighted     # unset: the endpoints pull from one shared queue as they have
+  #                             # room; or round_robin | weighted | random | fallback |
+  #                             # least_busy | latency
   # fallback: true              # retry a failed request on another endpoint
   # endpoints:                  # run batches on several endpoints at once (a pool)
   #   - base_url: http://gpu1:8000/v1

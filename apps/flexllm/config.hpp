@@ -7,9 +7,15 @@
 //
 // Precedence, field by field: flags > environment > file. A model entry of the file is picked by
 // -m NAME (its name or id), else by FLEXLLM_MODEL/OPENAI_MODEL when that names an entry, else by
-// `default`, else the first entry. An entry picked by -m is an explicit choice: its base_url and
-// api_key then win over the environment's (flags still win over it), because `-m deepseek` means
-// "that endpoint", not "that model name at whatever OPENAI_BASE_URL says".
+// `default`, else the first entry. An entry picked by -m is an explicit choice: its base_url then
+// wins over the environment's (--base-url still wins over it), because `-m deepseek` means "that
+// endpoint", not "that model name at whatever OPENAI_BASE_URL says".
+//
+// The API key follows the base_url, so that a key is only ever sent to the server it was given
+// for: --api-key always wins; otherwise a base_url from the file gets its entry's api_key (write
+// `api_key: ${VAR}` to take it from the environment), and a base_url from --base-url or the
+// environment gets FLEXLLM_API_KEY / OPENAI_API_KEY, else the key of an entry that has no
+// base_url of its own (a key written for whatever endpoint the entry runs against).
 #pragma once
 
 #include <functional>
@@ -60,8 +66,8 @@ struct BatchSection {
   std::optional<double> cache_ttl;  // seconds
   std::optional<double> timeout;    // seconds
   std::optional<int> retry_times;
-  std::optional<double> retry_delay;     // seconds
-  std::optional<double> flush_interval;  // seconds
+  std::optional<double> retry_delay;      // seconds
+  std::optional<double> flush_interval;   // seconds
   std::optional<std::string> save_input;  // full | last | none
   std::vector<EndpointEntry> endpoints;   // non-empty: batches run on a pool
   std::optional<bool> fallback;
@@ -81,18 +87,18 @@ struct Config {
 
 // What the environment says (FLEXLLM_* first, then OPENAI_*; "" when unset).
 struct EnvSettings {
-  std::string base_url;  // FLEXLLM_BASE_URL | OPENAI_BASE_URL
-  std::string api_key;   // FLEXLLM_API_KEY | OPENAI_API_KEY
-  std::string model;     // FLEXLLM_MODEL | OPENAI_MODEL
-  std::string config;    // FLEXLLM_CONFIG
+  std::string base_url{};  // FLEXLLM_BASE_URL | OPENAI_BASE_URL
+  std::string api_key{};   // FLEXLLM_API_KEY | OPENAI_API_KEY
+  std::string model{};     // FLEXLLM_MODEL | OPENAI_MODEL
+  std::string config{};    // FLEXLLM_CONFIG
   static EnvSettings from_environment();
 };
 
 // What the flags say ("" = not given).
 struct FlagSettings {
-  std::string base_url;
-  std::string api_key;
-  std::string model;
+  std::string base_url{};
+  std::string api_key{};
+  std::string model{};
 };
 
 // The endpoint the settings pick.

@@ -109,6 +109,41 @@ TEST(Batch, MetadataRoundTripsThroughItemsAndTheFile) {
   std::remove(out.c_str());
 }
 
+// A source may bring each input's metadata (and say an input is unusable) itself: the metadata
+// reaches items and records whether answered, cached or restored; an unusable input fails alone.
+TEST(Batch, SourceItemsCarryTheirMetadataAndErrors) {
+  MockServer mock({.latency_ms = {1, 20}, .echo = true});
+  LLMClient client(config_for(mock, {.concurrency_limit = 4}));
+  std::string out = temp_path("source_items.jsonl");
+  std::remove(out.c_str());
+  auto source = [] {
+    auto i = std::make_shared<size_t>(0);
+    return MessageSource([i]() -> std::optional<SourceItem> {
+      if (*i >= 30) return std::nullopt;
+      size_t n = (*i)++;
+      if (n == 7) return SourceItem{json(), json{{"row", 7}}, "in.jsonl:8: not valid JSON"};
+      return SourceItem{prompts(30)[n], json{{"row", n}}};
+    });
+  };
+  for (int run = 0; run < 2; ++run) {
+    BatchResult r = client.chat_completions_batch(source(), {.output_file = out});
+    ASSERT_EQ(r.items.size(), 30u);
+    for (size_t i = 0; i < 30; ++i) EXPECT_EQ(r.items[i].metadata, (json{{"row", i}})) << i;
+    EXPECT_EQ(r.items[7].status, ItemStatus::error);
+    ASSERT_TRUE(r.items[7].error);
+    EXPECT_EQ(r.items[7].error->kind(), ErrorKind::invalid_request);
+    EXPECT_NE(std::string(r.items[7].error->what()).find("in.jsonl:8"), std::string::npos);
+    EXPECT_EQ(r.summary.failed, 1u);
+    EXPECT_EQ(run == 0 ? r.summary.success : r.summary.restored, 29u);
+  }
+  EXPECT_EQ(mock.stats().requests, 29u);  // the unusable input was never sent
+  auto records = read_records(out);
+  ASSERT_EQ(records.size(), 30u);
+  EXPECT_EQ(records[12]["metadata"], (json{{"row", 12}}));
+  EXPECT_EQ(records[7]["status"], "error");
+  std::remove(out.c_str());
+}
+
 TEST(Batch, BadOptionsFailBeforeAnyRequest) {
   MockServer mock({.echo = true});
   LLMClient client(config_for(mock));

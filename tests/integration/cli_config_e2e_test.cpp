@@ -144,7 +144,7 @@ TEST(CliConfigE2E, ListWithoutAFileShowsTheEnvironmentsEndpoint) {
   EXPECT_EQ(r.status, 0) << r.err;
   std::string used = line_with(r.out, "requests go to");
   EXPECT_TRUE(has(used, "env-model at http://env-host:9000/v1")) << r.out;
-  EXPECT_TRUE(has(used, "FLEXLLM_BASE_URL")) << used;
+  EXPECT_TRUE(has(r.out, "base_url from FLEXLLM_BASE_URL;")) << r.out;
   EXPECT_FALSE(has(r.out, kEnvSecret)) << r.out;
 }
 

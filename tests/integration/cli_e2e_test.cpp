@@ -334,6 +334,55 @@ TEST_F(Cli, SigintStopsCleanlyAndARerunCompletesEveryIndexOnce) {
   }
 }
 
+// The request flags reach every request of a batch; --save-input and --cache do what they say.
+TEST_F(Cli, BatchFlagsReachTheRequestsAndTheRecords) {
+  flexllm::mock::MockServer mock(echo());
+  write("in.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n");
+  std::vector<std::string> common = {"--base-url",
+                                     mock.base_url(),
+                                     "-m",
+                                     "m1",
+                                     "--no-progress",
+                                     "--thinking",
+                                     "false",
+                                     "--temperature",
+                                     "0.25",
+                                     "--max-tokens",
+                                     "7",
+                                     "--system",
+                                     "S",
+                                     "--save-input",
+                                     "none"};
+  CliResult r = run_cli(with({"batch", "in.jsonl", "-o", "out.jsonl"}, common), opts());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto st = mock.stats();
+  ASSERT_EQ(st.arrivals.size(), 2u);
+  for (const auto& a : st.arrivals) {
+    json body = json::parse(a.body);
+    EXPECT_EQ(body["model"], "m1");
+    EXPECT_EQ(body["temperature"], 0.25);
+    EXPECT_EQ(body["max_tokens"], 7);
+    EXPECT_EQ(body["chat_template_kwargs"]["enable_thinking"], false) << body.dump();
+    EXPECT_EQ(body["messages"][0], (json{{"role", "system"}, {"content", "S"}}));
+  }
+  for (const auto& rec : records("out.jsonl")) EXPECT_FALSE(rec.contains("input")) << rec.dump();
+
+  // --cache: a second batch over the same prompts (another output file) asks nothing.
+  auto cached = with({"batch", "in.jsonl", "--cache", "-o"}, common);
+  cached.insert(cached.begin() + 4, "c1.jsonl");
+  CliOptions o = opts();
+  o.env["XDG_CACHE_HOME"] = path("cache");
+  r = run_cli(cached, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(mock.stats().requests, 4u);
+  cached[4] = "c2.jsonl";
+  r = run_cli(cached, o);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(mock.stats().requests, 4u);  // both answered by the cache
+  EXPECT_NE(r.err.find("0 ok, 0 failed, 2 cached"), std::string::npos) << r.err;
+  EXPECT_EQ(records("c2.jsonl").size(), 2u);
+}
+
 TEST_F(Cli, EveryCommandHasHelpWithExamples) {
   for (const char* cmd :
        {"ask", "chat", "batch", "models", "list", "set-model", "test", "init", "mock"}) {

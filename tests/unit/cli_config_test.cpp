@@ -548,11 +548,14 @@ TEST(CliConfigResolve, AnEntryPickedByDashMBeatsTheEnvironment) {
   EXPECT_EQ(r->base_url, "http://local:8000/v1");
   EXPECT_EQ(r->api_key, "");
   EXPECT_EQ(r->system, "local prompt");
-  // An entry without base_url: the environment's endpoint, the entry's key and model.
+  // An entry without base_url: the environment's endpoint and key, the entry's model; the
+  // entry's key only when the environment has none.
   r = resolve_endpoint(c, flags("", "", "bare"), env);
   EXPECT_EQ(r->base_url, "http://env/v1");
-  EXPECT_EQ(r->api_key, "sk-bare-key-123456");
+  EXPECT_EQ(r->api_key, "env-key");
   EXPECT_EQ(r->model, "bare-model");
+  r = resolve_endpoint(c, flags("", "", "bare"), envs("http://env/v1", "", ""));
+  EXPECT_EQ(r->api_key, "sk-bare-key-123456");
   // Flags still beat the entry.
   r = resolve_endpoint(c, flags("http://flag", "fk", "ds"), env);
   EXPECT_EQ(r->base_url, "http://flag");
