@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, then builds and runs two consumers: one through
-# find_package(flexllm) (library and mock), one through pkg-config. Usage: check.sh BUILD_DIR
+# find_package(flexllm) (library and mock), one through pkg-config; and checks the command and its
+# bash completion were installed. Usage: check.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,4 +15,7 @@ export PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
 g++ -std=c++20 "$here/consumer/plain.cpp" $(pkg-config --cflags --libs flexllm) -o "$work/plain"
 "$work/plain" | grep -q "pkg-config build ok"
-echo "install check: find_package and pkg-config consumers built and ran"
+# The command and its bash completion.
+"$work/prefix/bin/flexllm" --version | grep -q "^flexllm "
+[ -f "$work/prefix/share/bash-completion/completions/flexllm" ]
+echo "install check: find_package and pkg-config consumers built and ran; the command and its completion are installed"
