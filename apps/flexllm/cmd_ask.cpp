@@ -12,7 +12,7 @@
 namespace flexllm::cli {
 
 ChatResult print_answer(ChatClient& client, const json& messages, const RequestOptions& options,
-                        bool stream) {
+                        bool stream, const std::atomic<bool>* interrupt) {
   if (!stream) {
     ChatResult r = client.chat_completions(messages, options);
     if (r.reasoning && !r.reasoning->empty()) std::fprintf(stderr, "%s\n", r.reasoning->c_str());
@@ -25,6 +25,11 @@ ChatResult print_answer(ChatClient& client, const json& messages, const RequestO
   bool thinking = false;
   ChatResult result;
   for (const StreamEvent& ev : client.chat_completions_stream(messages, options)) {
+    if (interrupt && interrupt->load()) {
+      std::fputs(tty_err && thinking ? "\033[0m\n" : "\n", thinking ? stderr : stdout);
+      std::fflush(stdout);
+      throw Error(ErrorKind::cancelled, "interrupted");
+    }
     switch (ev.kind) {
       case StreamEvent::thinking:
         if (!thinking && tty_err) std::fputs("\033[2m", stderr);  // reasoning dimmed

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -105,6 +106,12 @@ int run_batch(BatchCmdOptions& o) {
   if (o.cache && o.no_cache) throw UsageError("--cache and --no-cache exclude each other");
   if (o.input != "-" && access(o.input.c_str(), R_OK) != 0)
     throw ConfigError(fmt::format("cannot read {}: {}", o.input, std::strerror(errno)));
+  std::error_code ec;
+  if (o.input != "-" && std::filesystem::equivalent(o.input, o.output, ec))
+    throw ConfigError(
+        fmt::format("{} is both the input and the output: the results would "
+                    "overwrite the prompts; pick another -o",
+                    o.output));
 
   // Endpoints for a pool: --endpoints, else the config's batch.endpoints.
   std::vector<EndpointEntry> pool_entries;

@@ -3,6 +3,7 @@
 // server inside the process.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -73,9 +74,11 @@ int run_guarded(const char* command, const std::function<int()>& body);
 namespace flexllm::cli {
 
 // One answer on stdout: streamed as it comes (reasoning on stderr, so stdout holds the answer
-// alone), or in one piece with stream = false. Ends with a newline. Throws the call's Error.
+// alone), or in one piece with stream = false. Ends with a newline. Throws the call's Error; when
+// `interrupt` becomes true while it streams, the stream is abandoned at the next event and an
+// Error of kind `cancelled` is thrown.
 ChatResult print_answer(ChatClient& client, const json& messages, const RequestOptions& options,
-                        bool stream);
+                        bool stream, const std::atomic<bool>* interrupt = nullptr);
 
 // The messages of one turn: a system message (when `system` is set) and the user's text.
 json first_messages(const std::optional<std::string>& system, const std::string& user);

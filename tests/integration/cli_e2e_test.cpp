@@ -174,6 +174,9 @@ TEST_F(Cli, ExitCodes) {
   EXPECT_NE(r.err.find("missing.jsonl"), std::string::npos) << r.err;
   r = run_cli({"batch", "in.jsonl", "-o", "out.jsonl", "--thinking", "lots", "--mock"}, opts());
   EXPECT_EQ(r.status, 2) << r.err;  // a bad flag value
+  r = run_cli({"batch", "in.jsonl", "-o", "./in.jsonl", "--mock"}, opts());
+  EXPECT_EQ(r.status, 2) << r.err;  // would overwrite its own input
+  EXPECT_NE(r.err.find("both the input and the output"), std::string::npos) << r.err;
   r = run_cli({"no-such-command"}, opts());
   EXPECT_EQ(r.status, 2) << r.err;
 }
@@ -232,6 +235,28 @@ TEST_F(Cli, ChatKeepsHistoryThroughStdin) {
   EXPECT_EQ(count(0), 1u);
   EXPECT_EQ(count(1), 3u);  // first, its answer, second
   EXPECT_EQ(count(2), 1u);  // after /clear
+}
+
+// Ctrl-C while an answer streams abandons that answer only: the chat goes on, without it.
+TEST_F(Cli, ChatCtrlCAbandonsTheAnswerNotTheChat) {
+  flexllm::mock::MockConfig slow = echo();
+  slow.token_rate = 20;  // the first answer takes ~2 s to stream
+  flexllm::mock::MockServer mock(slow);
+  std::string long_question;
+  for (int i = 0; i < 40; ++i) long_question += "word" + std::to_string(i) + " ";
+  CliProcess p({"chat", "--base-url", mock.base_url()}, opts(long_question + "\n"));
+  ASSERT_TRUE(p.wait_for_stdout("word1"));
+  p.signal(SIGINT);
+  ASSERT_TRUE(p.wait_for_stderr("interrupted"));
+  // Not over: the next question is answered, without the abandoned turn in its history.
+  p.send("short\n");
+  ASSERT_TRUE(p.wait_for_stdout("short"));
+  CliResult r = p.finish();  // stdin closes: Ctrl-D
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.find("word39"), std::string::npos) << "the answer went on: " << r.out;
+  auto st = mock.stats();
+  ASSERT_EQ(st.arrivals.size(), 2u);
+  EXPECT_EQ(json::parse(st.arrivals[1].body)["messages"].size(), 1u);
 }
 
 // flags > environment > file; -m naming a file entry picks that entry's endpoint.

@@ -77,6 +77,7 @@ class CliProcess {
     err_ = err[0];
     if (rc != 0) throw std::runtime_error("posix_spawn failed");
     deadline_ = std::chrono::steady_clock::now() + options.limit;
+    input_ = options.stdin_text;
   }
   CliProcess(const CliProcess&) = delete;
   CliProcess& operator=(const CliProcess&) = delete;
@@ -90,16 +91,14 @@ class CliProcess {
   }
 
   pid_t pid() const { return pid_; }
+  // More for the child's stdin (written as it reads; stdin closes in finish()).
+  void send(const std::string& text) { input_ += text; }
   void signal(int sig) const { kill(pid_, sig); }
 
-  // Reads stderr until `text` appears in it (or the child ends / the limit passes); the text
-  // read stays part of the result's `err`.
-  bool wait_for_stderr(const std::string& text) {
-    while (result_.err.find(text) == std::string::npos) {
-      if (!pump(/*stdin_done=*/false)) return result_.err.find(text) != std::string::npos;
-    }
-    return true;
-  }
+  // Reads the child's output until `text` appears in its stderr (stdout) or the child ends / the
+  // limit passes; what was read stays part of the result.
+  bool wait_for_stderr(const std::string& text) { return wait_for(result_.err, text); }
+  bool wait_for_stdout(const std::string& text) { return wait_for(result_.out, text); }
 
   CliResult finish() {
     while (pump(true)) {
@@ -113,6 +112,13 @@ class CliProcess {
   }
 
  private:
+  bool wait_for(const std::string& sink, const std::string& text) {
+    while (sink.find(text) == std::string::npos) {
+      if (!pump(/*feed_all=*/false)) return sink.find(text) != std::string::npos;
+    }
+    return true;
+  }
+
   // One round of I/O; false once both outputs are closed or the limit passed.
   bool pump(bool feed_all) {
     if (out_ < 0 && err_ < 0) return false;
@@ -122,19 +128,18 @@ class CliProcess {
     std::vector<pollfd> fds;
     if (out_ >= 0) fds.push_back({out_, POLLIN, 0});
     if (err_ >= 0) fds.push_back({err_, POLLIN, 0});
-    const bool feeding = in_ >= 0 && (feed_all || written_ < options_.stdin_text.size());
+    const bool feeding = in_ >= 0 && (feed_all || written_ < input_.size());
     if (feeding) fds.push_back({in_, POLLOUT, 0});
     if (poll(fds.data(), fds.size(), static_cast<int>(left.count())) <= 0) return true;
     for (const pollfd& p : fds) {
       if (!p.revents) continue;
       if (p.fd == in_) {
-        if (written_ < options_.stdin_text.size()) {
-          ssize_t n = write(in_, options_.stdin_text.data() + written_,
-                            options_.stdin_text.size() - written_);
+        if (written_ < input_.size()) {
+          ssize_t n = write(in_, input_.data() + written_, input_.size() - written_);
           if (n > 0) written_ += static_cast<size_t>(n);
-          if (n < 0) written_ = options_.stdin_text.size();
+          if (n < 0) written_ = input_.size();
         }
-        if (written_ >= options_.stdin_text.size()) {
+        if (feed_all && written_ >= input_.size()) {
           close(in_);
           in_ = -1;
         }
@@ -156,6 +161,7 @@ class CliProcess {
   CliOptions options_;
   pid_t pid_ = -1;
   int in_ = -1, out_ = -1, err_ = -1;
+  std::string input_;
   size_t written_ = 0;
   CliResult result_;
   std::chrono::steady_clock::time_point deadline_;
