@@ -2,7 +2,9 @@
 # Tests the bash completion of `flexllm` (apps/flexllm/completion/flexllm.bash): sources it, sets
 # COMP_WORDS/COMP_CWORD/COMP_LINE/COMP_POINT the way bash does for a command line, calls _flexllm
 # and compares COMPREPLY. Runs in a temporary HOME and working directory; needs no build.
-# Usage: cli_completion_test.sh PATH/TO/flexllm.bash    (prints each failure; exits 1 on any)
+# Usage: cli_completion_test.sh PATH/TO/flexllm.bash [PATH/TO/flexllm]
+#   (with the binary, also checks that every option of each subcommand's --help is offered;
+#   prints each failure; exits 1 on any)
 set -uo pipefail # not -e: every check runs and reports
 
 script=${1:?usage: cli_completion_test.sh COMPLETION_SCRIPT}
@@ -11,6 +13,8 @@ script=${1:?usage: cli_completion_test.sh COMPLETION_SCRIPT}
   exit 2
 }
 script=$(cd "$(dirname "$script")" && pwd)/$(basename "$script")
+bin=${2:-}
+[[ -z $bin ]] || bin=$(realpath "$bin")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cli_completion_test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -262,6 +266,20 @@ mkdir -p "$HOME/cfg"
 cp "$work/etc/flag.yaml" "$HOME/cfg/my.yaml"
 t "flexllm --config ~/cfg/my.yaml set-model " flag-model
 t "flexllm --config \"$HOME/cfg/my.yaml\" set-model " flag-model
+
+# Drift: with the built binary given, every option its --help lists is offered by completion.
+if [[ -n $bin ]]; then
+  for cmd in $_flexllm_commands; do
+    opts=$("$bin" "$cmd" --help | grep -oE '^ +(-[A-Za-z],)?--[a-z0-9-]+' | tr ',' ' ')
+    for opt in $opts; do
+      [[ $opt == --version ]] && continue
+      comp "flexllm $cmd ${opt:0:2}"
+      ((checks++))
+      [[ $'\n'$(printf '%s\n' "${COMPREPLY[@]}")$'\n' == *$'\n'"$opt"$'\n'* ]] ||
+        fail "'flexllm $cmd $opt' is in --help but completion does not offer it (offers: ${COMPREPLY[*]})"
+    done
+  done
+fi
 
 echo "cli_completion_test: $checks checks, $failures failed"
 ((failures == 0))

@@ -318,6 +318,14 @@ TEST_F(Cli, BatchSettingsFromTheConfigFileAndAPoolOfEndpoints) {
   EXPECT_GT(b.stats().requests, 0u);
   EXPECT_LE(a.stats().max_in_flight, 2u);
   EXPECT_NE(r.err.find("a pool of 2 endpoints"), std::string::npos) << r.err;
+
+  // --endpoints on the command line, with a strategy: round robin splits the work evenly.
+  r = run_cli({"batch", "in.jsonl", "-o", "out2.jsonl", "--endpoints",
+               b.base_url() + "," + a.base_url(), "--load-balance", "round_robin"},
+              opts());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(a.stats().requests + b.stats().requests, 80u);
+  EXPECT_EQ(records("out2.jsonl").size(), 40u);
 }
 
 // Ctrl-C: no new requests, those in flight finish and are saved; the rerun does the rest, and
