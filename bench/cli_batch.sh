@@ -92,7 +92,7 @@ Command: \`ROUNDS=$ROUNDS N=$N C=$C bench/cli_batch.sh\` ($ROUNDS alternating pa
 
 | | wall s (median) | req/s | peak RSS MB (median) |
 |---|---|---|---|
-| library: \`batch_bench --iter --input IN --output OUT\` | $(median %.2f "${lib_wall[@]}") | $(awk -v n="$N" -v w="$(median %.3f "${lib_wall[@]}")" 'BEGIN { printf "%.0f", n / w }') | $(awk -v k="$(median %.0f "${lib_rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }') |
+| library: \`batch_bench --iter --input IN_MSG --output OUT\` | $(median %.2f "${lib_wall[@]}") | $(awk -v n="$N" -v w="$(median %.3f "${lib_wall[@]}")" 'BEGIN { printf "%.0f", n / w }') | $(awk -v k="$(median %.0f "${lib_rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }') |
 | command: \`flexllm batch IN -o OUT\` | $(median %.2f "${cli_wall[@]}") | $(awk -v n="$N" -v w="$(median %.3f "${cli_wall[@]}")" 'BEGIN { printf "%.0f", n / w }') | $(awk -v k="$(median %.0f "${cli_rss[@]}")" 'BEGIN { printf "%.1f", k / 1024 }') |
 
 Median per-pair ratio command / library (wall): **$(median %.3f "${ratios[@]}")**
