@@ -111,17 +111,34 @@ std::vector<std::optional<ChatResult>> CacheFront::get_many(std::span<const Cach
 
 bool CacheFront::join(const CacheKey& key, Follower follower) {
   std::optional<ChatResult> landed;
-  {
+  // Under the lock: follow a flight in the air, take a landed result, or lead (true: led). With
+  // `recheck`, a key stored lately does not lead but is read back from the store first.
+  auto take_part = [&](bool recheck) {
     std::lock_guard lock(mu_);
     auto [it, created] = flights_.try_emplace(key);
-    if (created) return false;  // the caller leads
+    if (created) {
+      if (!recheck || !recent_set_.contains(key)) return true;  // the caller leads
+      flights_.erase(it);
+      return false;
+    }
     if (!it->second.result) {
       it->second.followers.push_back(std::move(follower));
       misses_.fetch_sub(1, std::memory_order_relaxed);
       hits_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      follower = nullptr;
+      return false;
     }
     landed = it->second.result;
+    return false;
+  };
+  if (take_part(/*recheck=*/true)) return false;
+  if (!follower) return true;  // following a flight
+  if (!landed) {
+    // Stored between the caller's lookup and now.
+    auto values = store_->get_many(std::span<const CacheKey>(&key, 1));
+    if (values[0]) landed = decode_cache_value(*values[0]);
+    if (!landed && take_part(/*recheck=*/false)) return false;  // expired meanwhile: lead
+    if (!follower) return true;
   }
   misses_.fetch_sub(1, std::memory_order_relaxed);
   hits_.fetch_add(1, std::memory_order_relaxed);
@@ -201,8 +218,14 @@ void CacheFront::run_writer() {
     // another request's and stays.
     for (const CacheKey& key : keys) {
       auto it = flights_.find(key);
-      if (it != flights_.end() && it->second.result && it->second.followers.empty())
+      if (it != flights_.end() && it->second.result && it->second.followers.empty()) {
         flights_.erase(it);
+        if (recent_set_.insert(key).second) recent_.push_back(key);
+      }
+    }
+    while (recent_.size() > kRecent) {
+      recent_set_.erase(recent_.front());
+      recent_.pop_front();
     }
     flushed_.notify_all();
   }
@@ -225,6 +248,8 @@ void CacheFront::clear() {
     std::lock_guard lock(mu_);
     for (auto it = flights_.begin(); it != flights_.end();)
       it = it->second.result ? flights_.erase(it) : std::next(it);
+    recent_.clear();
+    recent_set_.clear();
   }
   store_->clear();
 }

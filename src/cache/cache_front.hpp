@@ -11,12 +11,14 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cache/store.hpp"
@@ -85,6 +87,12 @@ class CacheFront {
   std::unordered_map<CacheKey, Flight, CacheKeyHash> flights_;
   std::vector<CacheKey> queue_;  // to store: their results wait in flights_
   size_t writing_ = 0;           // taken by the writer, not yet stored
+  // Keys lately stored and dropped from flights_ (the newest kRecent). A caller's lookup may come
+  // just before its key is stored and its join just after: a join that would lead on one of these
+  // reads the store again instead of sending a duplicate request.
+  static constexpr size_t kRecent = 4096;
+  std::deque<CacheKey> recent_;
+  std::unordered_set<CacheKey, CacheKeyHash> recent_set_;
   bool stopping_ = false;
   std::thread writer_;
 };

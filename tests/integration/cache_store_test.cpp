@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "cache/cache_front.hpp"
 #include "cache/sqlite_store.hpp"
 #include "cache_store_support.hpp"
 
@@ -379,6 +380,38 @@ TEST(SqliteStoreProcesses, FourProcessesShareOneFreshDirectory) {
   EXPECT_EQ(RawDb(dir).scalar("SELECT count(*) FROM entries"), static_cast<int64_t>(kKeys));
   EXPECT_TRUE(warnings.get().empty());
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flexllm::detail
+
+namespace flexllm::detail {
+namespace {
+
+// A lookup that misses just before its key is stored, and a join just after: the join answers
+// from the store instead of leading a second request for the same key.
+TEST(CacheFront, AJoinRightAfterTheStoreReadsItInsteadOfLeading) {
+  CacheFront front(ResponseCacheConfig::local());
+  CacheKey key{};
+  key[0] = 42;
+  EXPECT_FALSE(front.get(key));                      // the caller's lookup: a miss
+  ASSERT_FALSE(front.join(key, [](auto, auto) {}));  // another caller leads the flight
+  ChatResult result;
+  result.content = "answer";
+  front.land(key, &result, nullptr);
+  front.flush();  // stored, and dropped from the flight table
+  const ChatResult* got = nullptr;
+  ChatResult copy;
+  EXPECT_TRUE(front.join(key, [&](const ChatResult* r, const Error*) {
+    copy = *r;
+    got = &copy;
+  })) << "the caller whose lookup missed must not lead again";
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->content, "answer");
+  EXPECT_TRUE(got->cached);
+  // Once cleared, the key leads again.
+  front.clear();
+  EXPECT_FALSE(front.join(key, [](auto, auto) {}));
 }
 
 }  // namespace
