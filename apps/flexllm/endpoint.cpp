@@ -120,6 +120,7 @@ Session open_session(const CommonOptions& o,
     s.endpoint.model = o.flags.model.empty() ? "mock-model" : o.flags.model;
     s.endpoint.base_url_from = "the embedded mock server";
     s.endpoint.system = s.config.system;
+    s.endpoint.provider = o.provider;
     return s;
   }
   if (!o.mock_args.empty()) throw UsageError("--mock-args needs --mock");

@@ -177,6 +177,9 @@ TEST_F(Cli, ExitCodes) {
   r = run_cli({"batch", "in.jsonl", "-o", "./in.jsonl", "--mock"}, opts());
   EXPECT_EQ(r.status, 2) << r.err;  // would overwrite its own input
   EXPECT_NE(r.err.find("both the input and the output"), std::string::npos) << r.err;
+  r = run_cli({"ask", "--mock", "--provider", "claude", "hi"}, opts());
+  EXPECT_EQ(r.status, 2) << r.err;  // until the Claude issue: says so
+  EXPECT_NE(r.err.find("not supported yet"), std::string::npos) << r.err;
   r = run_cli({"no-such-command"}, opts());
   EXPECT_EQ(r.status, 2) << r.err;
 }
