@@ -67,18 +67,6 @@ struct StopOnSignal {
   }
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find_first_of(", ", start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 LoadBalance parse_load_balance(const std::string& name) {
   static const std::pair<const char*, LoadBalance> kNames[] = {
       {"round_robin", LoadBalance::round_robin}, {"weighted", LoadBalance::weighted},

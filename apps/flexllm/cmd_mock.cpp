@@ -26,18 +26,6 @@ void raise_fd_limit() {
   }
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 mock::Range parse_range_flag(const std::string& text, const char* flag) {
   try {
     return mock::Range::parse(text);
@@ -89,7 +77,7 @@ int run_mock(MockOptions& o) {
 
 mock::MockConfig mock_config(MockOptions& o) {
   mock::MockConfig cfg = o.config;
-  cfg.models = split_commas(o.models);
+  cfg.models = split_list(o.models);
   cfg.latency_ms = parse_range_flag(o.latency, "--latency");
   cfg.response_tokens = parse_range_flag(o.response_len, "--response-len");
   cfg.reasoning_tokens = parse_range_flag(o.reasoning_len, "--reasoning-len");

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,9 @@ using Runner = std::function<int()>;
 // both spellings set this one value ("" = the default search, see config.hpp).
 std::string& config_flag();
 void add_config_option(CLI::App* cmd);
+
+// The items of a list flag ("a,b" or "a, b"): split at commas and spaces, empty items dropped.
+std::vector<std::string> split_list(const std::string& s);
 
 Runner add_ask_command(CLI::App& app);
 Runner add_chat_command(CLI::App& app);

@@ -19,6 +19,18 @@ void add_config_option(CLI::App* cmd) {
                   "Config file (default: ./flexllm.yaml, else ~/.flexllm/config.yaml)");
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t end = s.find_first_of(", ", start);
+    if (end == std::string::npos) end = s.size();
+    if (end > start) out.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace flexllm::cli
 
 int main(int argc, char** argv) {
