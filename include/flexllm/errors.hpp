@@ -20,6 +20,7 @@ enum class ErrorKind {
   invalid_request,  // rejected before any network I/O (bad messages or options)
   budget_exceeded,  // the cost budget stopped the work
   cancelled,        // the client was closed or the stream abandoned
+  checkpoint,       // a batch's output file cannot be used or written (CheckpointError)
 };
 const char* to_string(ErrorKind kind) noexcept;
 
@@ -72,5 +73,25 @@ FLEXLLM_ERROR_TYPE(InvalidRequestError);
 FLEXLLM_ERROR_TYPE(BudgetExceededError);
 FLEXLLM_ERROR_TYPE(CancelledError);
 #undef FLEXLLM_ERROR_TYPE
+
+// A batch's output file (its checkpoint) cannot be used or written: thrown by the batch calls and
+// the batch iterator, never carried by an item. docs/checkpoint.md has the rules.
+class CheckpointError : public Error {
+ public:
+  enum class Reason {
+    locked,            // another run holds the file (its lock file names the process)
+    not_a_checkpoint,  // an existing file that is not a flexllm checkpoint: left unchanged
+    different_job,     // a checkpoint of other inputs, model or options: left unchanged
+    io,                // reading or writing failed (the message has the OS error)
+  };
+  CheckpointError(Reason reason, std::string message, std::string path);
+  explicit CheckpointError(const Error& e) : Error(e) {}
+  Reason reason() const noexcept { return reason_; }
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  Reason reason_ = Reason::io;
+  std::string path_;
+};
 
 }  // namespace flexllm

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "batch/journal.hpp"
+#include "batch/journal_writer.hpp"
 #include "batch/latency_histogram.hpp"
 #include "batch/progress.hpp"
 #include "batch/target.hpp"

@@ -16,6 +16,7 @@ const char* to_string(ErrorKind kind) noexcept {
     case ErrorKind::invalid_request: return "invalid_request";
     case ErrorKind::budget_exceeded: return "budget_exceeded";
     case ErrorKind::cancelled: return "cancelled";
+    case ErrorKind::checkpoint: return "checkpoint";
   }
   return "unknown";
 }
@@ -28,6 +29,9 @@ Error::Error(ErrorKind kind, std::string message, std::string endpoint, int stat
       status_(status),
       body_(std::move(body)),
       retryable_(retryable) {}
+
+CheckpointError::CheckpointError(Reason reason, std::string message, std::string path)
+    : Error(ErrorKind::checkpoint, std::move(message)), reason_(reason), path_(std::move(path)) {}
 
 void Error::rethrow() const {
   // Batch items and futures carry a plain Error; callers catch by subclass, so the dynamic type
@@ -43,6 +47,7 @@ void Error::rethrow() const {
     case ErrorKind::invalid_request: throw InvalidRequestError(*this);
     case ErrorKind::budget_exceeded: throw BudgetExceededError(*this);
     case ErrorKind::cancelled: throw CancelledError(*this);
+    case ErrorKind::checkpoint: throw CheckpointError(*this);
   }
   throw *this;  // an out-of-range kind: still an Error
 }

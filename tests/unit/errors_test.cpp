@@ -49,13 +49,14 @@ TEST(Errors, RethrowRaisesTheSubclassOfItsKind) {
   EXPECT_TRUE(rethrows_as<InvalidRequestError>(make(ErrorKind::invalid_request)));
   EXPECT_TRUE(rethrows_as<BudgetExceededError>(make(ErrorKind::budget_exceeded)));
   EXPECT_TRUE(rethrows_as<CancelledError>(make(ErrorKind::cancelled)));
+  EXPECT_TRUE(rethrows_as<CheckpointError>(make(ErrorKind::checkpoint)));
 }
 
 TEST(Errors, EveryTypedErrorIsAnErrorAndAStdException) {
   for (ErrorKind k :
        {ErrorKind::http, ErrorKind::rate_limited, ErrorKind::timeout, ErrorKind::connection,
         ErrorKind::parse, ErrorKind::truncated, ErrorKind::provider, ErrorKind::invalid_request,
-        ErrorKind::budget_exceeded, ErrorKind::cancelled}) {
+        ErrorKind::budget_exceeded, ErrorKind::cancelled, ErrorKind::checkpoint}) {
     EXPECT_TRUE(rethrows_as<Error>(make(k))) << to_string(k);
     EXPECT_TRUE(rethrows_as<std::runtime_error>(make(k))) << to_string(k);
   }
@@ -103,6 +104,17 @@ TEST(Errors, KindNames) {
   EXPECT_STREQ(to_string(ErrorKind::invalid_request), "invalid_request");
   EXPECT_STREQ(to_string(ErrorKind::budget_exceeded), "budget_exceeded");
   EXPECT_STREQ(to_string(ErrorKind::cancelled), "cancelled");
+  EXPECT_STREQ(to_string(ErrorKind::checkpoint), "checkpoint");
+}
+
+TEST(Errors, CheckpointErrorsSayWhyAndWhichFile) {
+  CheckpointError e(CheckpointError::Reason::locked, "out.jsonl is being written by pid 7",
+                    "out.jsonl");
+  EXPECT_EQ(e.kind(), ErrorKind::checkpoint);
+  EXPECT_EQ(e.reason(), CheckpointError::Reason::locked);
+  EXPECT_EQ(e.path(), "out.jsonl");
+  EXPECT_FALSE(e.retryable());
+  EXPECT_TRUE(rethrows_as<CheckpointError>(e));
 }
 
 }  // namespace
