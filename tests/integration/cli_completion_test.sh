@@ -148,7 +148,7 @@ comp "flexllm init -"
 expect_has "'flexllm init -'" -f -h
 t "flexllm mock --" --host --port --seed --model --latency --token-rate --response-len \
   --reasoning-len --echo --thinking --error-rate --error-status --rate-429 --drop-rate --hang-rate \
-  --malformed-rate --truncate-rate --retry-after --max-qps --qps-burst --log --help
+  --malformed-rate --truncate-rate --fault-draws --retry-after --max-qps --qps-burst --log --help
 t "flexllm mock --r" --rate-429 --response-len --reasoning-len --retry-after
 t "flexllm --config x.yaml batch --save" --save-input
 t "flexllm batch -c 8 --no-p" --no-progress # -c's value is not taken for a positional
@@ -163,6 +163,8 @@ t "flexllm batch --thinking=" "${thinking[@]}"
 t "flexllm batch --thinking=l" low
 t "flexllm mock --thinking " none field tags
 t "flexllm mock --thinking=t" tags
+t "flexllm mock --fault-draws " even independent
+t "flexllm mock --fault-draws=i" independent
 t "flexllm batch --save-input " full last none
 t "flexllm batch --save-input l" last
 t "flexllm batch --save-input=" full last none

@@ -92,11 +92,31 @@ TEST(CliMock, PrintsItsUrlServesAndStopsOnSigterm) {
             std::string::npos);
 }
 
+TEST(CliMock, FaultDrawsIndependentGivesRunsOfErrors) {
+  // At a 0.3 rate the default (even) draws never fail two requests in a row.
+  auto child = spawn({"mock", "--port", "0", "--seed", "4", "--error-rate", "0.3", "--fault-draws",
+                      "independent"});
+  std::string line = read_until(child->out, "\n");
+  ASSERT_EQ(line.rfind("http://127.0.0.1:", 0), 0u) << line;
+  std::string url = line.substr(0, line.find('\n'));
+  int previous = 0;
+  bool twice = false;
+  for (int i = 0; i < 200 && !twice; ++i) {
+    int status = http({.url = url + "/chat/completions", .body = chat_body("x")}).status;
+    twice = status == 500 && previous == 500;
+    previous = status;
+  }
+  EXPECT_TRUE(twice) << "no two consecutive requests both got 500";
+  kill(child->pid, SIGTERM);
+  EXPECT_EQ(child->wait(), 0);
+}
+
 TEST(CliMock, BadFlagsExitWithCode2AndSayWhy) {
   const std::pair<std::vector<std::string>, std::string> cases[] = {
       {{"mock", "--latency", "fast"}, "--latency"},
       {{"mock", "--error-rate", "1.5"}, "--error-rate"},
       {{"mock", "--thinking", "loud"}, "--thinking"},
+      {{"mock", "--fault-draws", "random"}, "--fault-draws"},
       {{"mock", "--no-such-flag"}, "--no-such-flag"},
       {{"mock", "--error-rate", "0.7", "--drop-rate", "0.7"}, "add up to 1.4"},
       {{"mock", "--response-len", "0"}, "response_tokens"},
@@ -120,7 +140,7 @@ TEST(CliMock, VersionAndHelp) {
   EXPECT_EQ(h->wait(), 0);
   for (const char* flag : {"--latency", "--token-rate", "--thinking", "--error-rate", "--rate-429",
                            "--drop-rate", "--hang-rate", "--malformed-rate", "--truncate-rate",
-                           "--max-qps", "--log", "--echo", "--seed", "Examples:"})
+                           "--fault-draws", "--max-qps", "--log", "--echo", "--seed", "Examples:"})
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
 }
 

@@ -2,6 +2,7 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "flexllm/mock/server.hpp"
@@ -85,6 +86,30 @@ TEST(MockFaults, SameSeedSameFaultSequence) {
   };
   EXPECT_EQ(sequence(5), sequence(5));
   EXPECT_NE(sequence(5), sequence(6));
+}
+
+TEST(MockFaults, IndependentDrawsGiveRunsOfFailures) {
+  // Even draws never give a 0.3 kind twice in a row; independent ones do, about 9 % of pairs.
+  MockServer mock(
+      {.seed = 11, .faults = {.http_error = 0.3}, .fault_draws = FaultDraws::independent});
+  const size_t n = 300;
+  std::vector<HttpRequest> reqs(n, HttpRequest{.url = chat_url(mock), .body = chat_body("x")});
+  uint64_t errors = 0;
+  for (const auto& r : http_parallel(reqs, 8, 5s)) errors += classify(r) == Outcome::http_error;
+
+  MockStats st = mock.stats();
+  EXPECT_EQ(st.count(Outcome::http_error), errors);
+  ASSERT_EQ(st.arrivals.size(), n);
+  std::sort(st.arrivals.begin(), st.arrivals.end(),
+            [](const Arrival& a, const Arrival& b) { return a.seq < b.seq; });
+  size_t pairs = 0;
+  for (size_t i = 1; i < n; ++i)
+    pairs += st.arrivals[i - 1].outcome == Outcome::http_error &&
+             st.arrivals[i].outcome == Outcome::http_error;
+  EXPECT_GT(pairs, 0u) << "no two consecutive arrivals both got http_error";
+  // Binomial(300, 0.3): 90 ± 8; the bounds are over 5 standard deviations away.
+  EXPECT_GT(st.count(Outcome::http_error), 45u);
+  EXPECT_LT(st.count(Outcome::http_error), 135u);
 }
 
 TEST(MockFaults, ErrorBodiesAreOpenAiShaped) {

@@ -6,10 +6,10 @@
 # need the bash-completion package's helpers.
 #
 # Completes subcommands, each subcommand's options, the values of options that take a fixed set
-# (--thinking, --provider, --save-input, --load-balance, mock --thinking), files (--config,
-# batch INPUT, -o/--output, mock --log) and model names (-m/--model, set-model NAME), which it
-# reads from the config file the command itself would read: --config FILE on the line, else
-# $FLEXLLM_CONFIG, else ./flexllm.yaml, else ~/.flexllm/config.yaml. Both `--opt VALUE` and
+# (--thinking, --provider, --save-input, --load-balance, mock --thinking and --fault-draws), files
+# (--config, batch INPUT, -o/--output, mock --log) and model names (-m/--model, set-model NAME),
+# which it reads from the config file the command itself would read: --config FILE on the line,
+# else $FLEXLLM_CONFIG, else ./flexllm.yaml, else ~/.flexllm/config.yaml. Both `--opt VALUE` and
 # `--opt=VALUE` are understood, as are model names with ':' in them.
 
 _flexllm_commands="ask chat batch models list set-model test init mock"
@@ -34,7 +34,7 @@ _flexllm_set_model_val="--config"
 _flexllm_set_model_flag="-h --help"
 _flexllm_init_val="--config"
 _flexllm_init_flag="-f --force -h --help"
-_flexllm_mock_val="--host --port --seed --model --latency --token-rate --response-len --reasoning-len --thinking --error-rate --error-status --rate-429 --drop-rate --hang-rate --malformed-rate --truncate-rate --retry-after --max-qps --qps-burst --log"
+_flexllm_mock_val="--host --port --seed --model --latency --token-rate --response-len --reasoning-len --thinking --error-rate --error-status --rate-429 --drop-rate --hang-rate --malformed-rate --truncate-rate --fault-draws --retry-after --max-qps --qps-burst --log"
 _flexllm_mock_flag="--echo -h --help"
 # Before the subcommand.
 _flexllm_global_val="--config"
@@ -221,6 +221,7 @@ _flexllm_value() {
       fi
       ;;
     --provider) _flexllm_reply "$text" auto openai gemini claude ;;
+    --fault-draws) _flexllm_reply "$text" even independent ;;
     --save-input) _flexllm_reply "$text" full last none ;;
     --load-balance) _flexllm_reply "$text" round_robin weighted random fallback least_busy latency ;;
     -m | --model)

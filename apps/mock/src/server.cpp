@@ -30,6 +30,7 @@
 #include <fmt/format.h>
 
 #include "chat.hpp"
+#include "faults.hpp"
 #include "flexllm/mock/server.hpp"
 #include "http.hpp"
 #include "json_out.hpp"
@@ -86,7 +87,6 @@ struct detail::ServerState {
   std::string host;
   uint16_t port = 0;
   Clock::time_point epoch = Clock::now();
-  uint64_t fault_offset = 0;
 
   mutable std::mutex mu;                    // guards everything below up to the loop-only section
   mutable std::condition_variable changed;  // notified after every stats change
@@ -117,9 +117,6 @@ struct detail::ServerState {
     changed.notify_all();
   }
   bool take_token(const MockConfig& cfg, Clock::time_point now, double& wait_s);
-  // The outcome drawn for request `seq`: a Weyl sequence (golden-ratio steps from a seeded
-  // offset) walks the unit interval evenly, so each rate holds within a few requests.
-  Outcome draw_fault(const FaultRates& f, uint64_t seq_no) const;
   void write_log(uint64_t seq_no, Clock::time_point at, Outcome outcome, bool stream,
                  uint32_t latency_ms, std::string_view body);
 };
@@ -350,7 +347,7 @@ void handle_chat(Conn* c, const RequestHead& h) {
     if (cfg->max_qps > 0 && !s.take_token(*cfg, now, wait_s)) {
       outcome = Outcome::qps_limited;
     } else {
-      outcome = s.draw_fault(cfg->faults, seq);
+      outcome = draw_fault(cfg->faults, cfg->fault_draws, cfg->seed, seq);
     }
   }
   const bool immediate = outcome == Outcome::bad_request || outcome == Outcome::qps_limited ||
@@ -588,21 +585,6 @@ bool ServerState::take_token(const MockConfig& cfg, Clock::time_point now, doubl
   return false;
 }
 
-Outcome ServerState::draw_fault(const FaultRates& f, uint64_t seq_no) const {
-  uint64_t x = fault_offset + seq_no * 0x9E3779B97F4A7C15ull;
-  double u = static_cast<double>(x >> 11) * 0x1.0p-53;
-  const std::pair<double, Outcome> kinds[] = {
-      {f.http_error, Outcome::http_error}, {f.rate_429, Outcome::rate_limited},
-      {f.drop, Outcome::dropped},          {f.hang, Outcome::hung},
-      {f.malformed, Outcome::malformed},   {f.truncate, Outcome::truncated}};
-  double edge = 0;
-  for (const auto& [rate, outcome] : kinds) {
-    edge += rate;
-    if (u < edge) return outcome;
-  }
-  return Outcome::ok;
-}
-
 void ServerState::write_log(uint64_t seq_no, Clock::time_point at, Outcome outcome, bool stream,
                             uint32_t latency_ms, std::string_view body) {
   std::string line = R"({"seq":)";
@@ -662,7 +644,6 @@ MockServer::MockServer(MockConfig config) : impl_(std::make_unique<ServerState>(
   config.validate();
   ServerState& s = *impl_;
   s.host = config.host;
-  s.fault_offset = mix64(config.seed ^ 0xFA017ull);
   s.base = event_base_new();
   if (!s.base) throw std::runtime_error("flexllm mock: event_base_new failed");
 

@@ -43,8 +43,7 @@ enum class ThinkingMode {
 };
 
 // Fault injection rates, each a probability in [0, 1]; their sum must not exceed 1. Exactly one
-// outcome is drawn per chat request from a seeded low-discrepancy sequence, so every rate holds
-// within a handful of requests over any window (tests can rely on counts, not luck).
+// outcome is drawn per chat request, the way MockConfig::fault_draws says.
 struct FaultRates {
   double http_error = 0;  // HTTP MockConfig::error_status, OpenAI-shaped body (after the latency)
   double rate_429 = 0;    // HTTP 429 at once, with Retry-After, retry-after-ms, x-ratelimit-*
@@ -53,6 +52,18 @@ struct FaultRates {
   double malformed = 0;   // HTTP 200 whose JSON body (or one stream event) is not valid JSON
   double truncate = 0;    // stream stops half-way: no finish_reason, no [DONE], connection closed;
                           // non-stream: Content-Length promises the full body, half is sent
+};
+
+// How each chat request's outcome is drawn from FaultRates; both are reproducible from the seed.
+enum class FaultDraws {
+  // A low-discrepancy sequence (golden-ratio steps from a seeded offset): every rate holds within
+  // a handful of requests over any window, for tests that need exact counts. The price: a kind
+  // below a 0.38 rate never hits two requests in a row, so runs of failures never happen.
+  even,
+  // Each request's outcome drawn on its own (splitmix64 of the seed and the request's sequence
+  // number, uniform in [0, 1)): runs of consecutive faults happen as they do in real life, and
+  // counts wander as a binomial's do.
+  independent,
 };
 
 struct MockConfig {
@@ -68,6 +79,7 @@ struct MockConfig {
   bool echo = false;  // the answer is the last user message, verbatim
   ThinkingMode thinking = ThinkingMode::none;
   FaultRates faults{};
+  FaultDraws fault_draws = FaultDraws::even;
   // Status of FaultRates::http_error replies (500 by default; any 4xx/5xx to test a client's
   // retry policy). A 401 quotes the request's bearer token back, as some servers do.
   int error_status = 500;
