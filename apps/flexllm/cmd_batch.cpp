@@ -33,36 +33,58 @@ struct BatchCmdOptions {
   std::string load_balance;
   std::optional<double> flush_interval;
   bool no_progress = false;
+  bool overwrite = false;
+  bool prune = false;
 };
 
-// Ctrl-C / SIGTERM: the first asks the batch to stop; the handler then resets itself, so a second
-// one ends the process at once (the checkpoint tolerates that: a torn last line is cut on resume).
+// Ctrl-C, SIGTERM (timeout, systemd, Kubernetes) and SIGHUP (a closed terminal): the first asks
+// the batch to stop (nothing new is sent; requests in flight get a grace period to finish and be
+// recorded); the second cancels what is in flight at once (what has finished is still written);
+// a third ends the process there and then (the checkpoint survives that: a torn last line is cut
+// on resume). The exit status is 128 + the first signal's number.
 std::atomic<StopSignal*> g_stop{nullptr};
+std::atomic<int> g_signals{0};
+std::atomic<int> g_first_signal{0};
 
-extern "C" void on_stop_signal(int) {
-  if (StopSignal* stop = g_stop.load()) stop->request();
-  static const char kMsg[] =
-      "\nflexllm batch: stopping: no new requests; those in flight finish and are saved "
-      "(Ctrl-C again quits at once)\n";
-  ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
-  (void)ignored;
+extern "C" void on_stop_signal(int sig) {
+  int expected = 0;
+  g_first_signal.compare_exchange_strong(expected, sig);
+  const int count = g_signals.fetch_add(1) + 1;
+  StopSignal* stop = g_stop.load();
+  auto say = [](const char* text, size_t size) {
+    ssize_t ignored = write(STDERR_FILENO, text, size);
+    (void)ignored;
+  };
+  if (count == 1) {
+    if (stop) stop->request();
+    static const char kMsg[] =
+        "\nflexllm batch: stopping: no new requests; those in flight get 2 s to finish and are "
+        "saved (again: stop at once)\n";
+    say(kMsg, sizeof kMsg - 1);
+  } else if (count == 2) {
+    if (stop) stop->request_now();
+    static const char kMsg[] =
+        "\nflexllm batch: stopping now: requests in flight are cancelled; what has finished is "
+        "saved (again: quit)\n";
+    say(kMsg, sizeof kMsg - 1);
+  } else {
+    _exit(128 + g_first_signal.load());
+  }
 }
 
 struct StopOnSignal {
-  struct sigaction old_int {
-  }, old_term{};
+  static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction old[3]{};
   explicit StopOnSignal(StopSignal* stop) {
     g_stop.store(stop);
     struct sigaction sa {};
     sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &sa, &old[i]);
   }
   ~StopOnSignal() {
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
+    for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &old[i], nullptr);
     g_stop.store(nullptr);
   }
 };
@@ -142,6 +164,11 @@ int run_batch(BatchCmdOptions& o) {
   options.request = request_options(o.request);
   options.stop = std::make_shared<StopSignal>();
   options.batch_size = 64;
+  options.overwrite = o.overwrite;
+  options.prune = o.prune;
+  // The command shows counts and tokens of restored items, never their text: a resume reads
+  // nothing of their records but the first bytes.
+  options.load_restored = false;
 
   JsonlRequestOptions input_options;
   input_options.system =
@@ -183,30 +210,49 @@ int run_batch(BatchCmdOptions& o) {
                  pool_entries.empty()
                      ? session.describe().c_str()
                      : fmt::format("a pool of {} endpoints", pool_entries.size()).c_str());
+  // A file size limit (ulimit -f) must fail a write with EFBIG, which the batch reports, rather
+  // than kill the process in the middle of one.
+  signal(SIGXFSZ, SIG_IGN);
   BatchSummary summary;
-  {
+  try {
     StopOnSignal on_signal(options.stop.get());
     BatchIterator it = client->iter_chat_completions_batch(std::move(source), options);
     while (it.next()) {
     }
     summary = it.summary();
+  } catch (const CheckpointError& e) {
+    std::fprintf(stderr, "flexllm batch: %s\n", e.what());
+    return e.reason() == CheckpointError::Reason::io ? kExitOutputFailed : kExitBadInput;
   }
   const bool stopped = options.stop->requested();
   if (!options.show_progress)
     std::fprintf(stderr, "flexllm batch: %zu items: %zu ok, %zu failed, %zu cached, %zu restored\n",
                  summary.total, summary.success, summary.failed, summary.cached, summary.restored);
+  if (summary.beyond_input > 0)
+    std::fprintf(stderr,
+                 o.prune ? "flexllm batch: dropped %zu record(s) past the input's end from %s\n"
+                         : "flexllm batch: %zu record(s) in %s are past the input's end (an input "
+                           "that got shorter?): kept; rerun with --prune to drop them\n",
+                 summary.beyond_input, o.output.c_str());
   if (bad_lines > 0)
     std::fprintf(stderr,
                  "flexllm batch: %zu input line(s) could not be used (%s); their records in %s "
                  "say why; fix them and rerun: the rest is restored, not re-sent\n",
                  bad_lines, bad_lines > 20 ? "the first 20 are listed above" : "listed above",
                  o.output.c_str());
+  if (!summary.aborted.empty()) {
+    std::fprintf(stderr,
+                 "flexllm batch: %s\nflexllm batch: stopped after %zu item(s) could not connect; "
+                 "%zu not run; rerun the same command once the endpoint answers\n",
+                 summary.aborted.c_str(), summary.failed, summary.not_run);
+    return kExitFailure;
+  }
   if (stopped) {
     std::fprintf(stderr,
                  "flexllm batch: stopped; rerun the same command to finish (%s keeps "
                  "what is done)\n",
                  o.output.c_str());
-    return 130;
+    return 128 + (g_first_signal.load() ? g_first_signal.load() : SIGINT);
   }
   if (bad_lines > 0) return kExitBadInput;
   return summary.failed > 0 ? kExitFailure : kExitOk;
@@ -226,10 +272,16 @@ Runner add_batch_command(CLI::App& app) {
 Every other field is kept as the record's metadata. OUT gets one JSON record per input line
 (index, status, output, reasoning, usage, metadata, …), in input order once the batch is done.
 Rerunning the same command restores what OUT holds and sends only the rest; failed items are
-retried. Ctrl-C stops cleanly (exit 130); rerun to finish.
+retried.
 
-Exit status: 0 all answered, 1 some failed, 2 bad input (unusable lines are reported with their
-line numbers, recorded as failures, and everything else still runs).
+OUT is only written when it is missing, empty or a flexllm checkpoint, by one run at a time
+(OUT.lock holds the running one's pid); --overwrite starts afresh keeping the old file as OUT.bak.
+Ctrl-C, SIGTERM or SIGHUP stop cleanly; a second one cancels what is in flight.
+
+Exit status: 0 all answered; 1 some failed, or the endpoint is unreachable; 2 bad input (unusable
+lines are reported with their line numbers, recorded as failures, and everything else still
+runs), or OUT is locked by another run, not a checkpoint, or another job's; 3 OUT could not be
+written (disk full, file too large, I/O error: rerun once fixed); 128+N stopped by signal N.
 
 Settings come from the flags, else the config's batch: section (see 'flexllm init').
 
@@ -262,6 +314,10 @@ Examples:
                   "Seconds between checkpoint syncs (default 1)")
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-progress", o->no_progress, "No progress line or summary table");
+  cmd->add_flag("--overwrite", o->overwrite,
+                "Start afresh: move an existing OUT to OUT.bak (never replacing a backup)");
+  cmd->add_flag("--prune", o->prune,
+                "Drop OUT's records past the input's end (e.g. after the input got shorter)");
   return [o] { return run_guarded("batch", [&] { return run_batch(*o); }); };
 }
 

@@ -10,11 +10,13 @@
 
 namespace flexllm::cli {
 
-// Exit codes (SPEC §14): 0 ok, 1 failures or usage error at run time, 2 bad input (a malformed
+// Exit codes: 0 ok, 1 failures or usage error at run time, 2 bad input (a malformed
 // input line, a bad flag value, a config file that cannot be used, a missing input file).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitBadInput = 2;
+// A batch's output file could not be written (disk full, file too large, I/O error).
+inline constexpr int kExitOutputFailed = 3;
 
 using Runner = std::function<int()>;
 

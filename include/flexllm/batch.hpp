@@ -1,5 +1,5 @@
-// Batch processing with a crash-safe checkpoint (SPEC §6): input-aligned results, or an iterator
-// over a lazy source in completion order with bounded memory.
+// Batch processing with a crash-safe checkpoint (docs/checkpoint.md): input-aligned results, or
+// an iterator over a lazy source in completion order with bounded memory.
 #pragma once
 
 #include <atomic>
@@ -31,23 +31,47 @@ const char* to_string(ItemStatus status) noexcept;
 // How much of each input goes into the output file's records.
 enum class SaveInput { full, last, none };
 
-// Asks a running batch to stop: no new request is sent, those in flight finish and are recorded,
-// then the batch returns (the rest is reported as not run). Thread-safe; Ctrl-C handlers and
-// budget limits use it.
+// Asks a running batch to stop. Thread-safe and async-signal-safe (a signal handler may call it);
+// a running batch notices within 0.1 s. docs/checkpoint.md, "Stopping".
 class StopSignal {
  public:
-  void request() noexcept { stop_.store(true, std::memory_order_release); }
-  bool requested() const noexcept { return stop_.load(std::memory_order_acquire); }
+  // Stop sending: requests waiting to be retried are dropped, those in flight get
+  // BatchOptions::stop_grace to finish and be recorded, then are cancelled. The rest is reported
+  // as not run (a rerun does it).
+  void request() noexcept { raise(1); }
+  // Cancel what is in flight too, at once; what has finished is still recorded.
+  void request_now() noexcept { raise(2); }
+  bool requested() const noexcept { return level() > 0; }
+  // 0 running, 1 request(), 2 request_now().
+  int level() const noexcept { return level_.load(std::memory_order_acquire); }
 
  private:
-  std::atomic<bool> stop_{false};
+  void raise(int to) noexcept {
+    int now = level_.load(std::memory_order_relaxed);
+    while (now < to && !level_.compare_exchange_weak(now, to, std::memory_order_acq_rel)) {
+    }
+  }
+  std::atomic<int> level_{0};
+  static_assert(std::atomic<int>::is_always_lock_free, "a signal handler may call request()");
 };
 
 struct BatchOptions {
   // LLMClientPool: one shared queue that every endpoint pulls from when it has a free slot
   // (instead of the pool's load_balance choice per request). A single client ignores it.
   bool distribute = false;
-  std::string output_file{};          // JSONL checkpoint; a rerun resumes from it ("" = none)
+  // JSONL checkpoint; a rerun resumes from it ("" = none). Only a missing or empty file or a
+  // flexllm checkpoint is written, by one run at a time (docs/checkpoint.md); otherwise the
+  // batch throws CheckpointError before any request.
+  std::string output_file{};
+  // Start afresh: an existing output file is renamed to NAME.bak (NAME.bak.1, … when taken).
+  bool overwrite = false;
+  // Drop the file's records at or past the input's end when it is compacted (else they are kept
+  // and counted in BatchSummary::beyond_input).
+  bool prune = false;
+  // Restored items are read back from the file and yielded with their stored output (true), or
+  // only counted (false: a resume then reads no record bodies; the iterator does not yield them
+  // and an input-aligned batch gives them status restored without a result).
+  bool load_restored = true;
   std::vector<json> metadata_list{};  // one per input (or empty): kept in records and items
   SaveInput save_input = SaveInput::full;
   bool show_progress =
@@ -56,6 +80,9 @@ struct BatchOptions {
   size_t batch_size = 1;     // the iterator yields items in groups of up to this many
   RequestOptions request{};  // applied to every request of the batch
   std::shared_ptr<StopSignal> stop{};
+  // After a stop request, how long requests in flight may take to finish before they are
+  // cancelled.
+  std::chrono::milliseconds stop_grace{2000};
   // Warnings (a malformed checkpoint line, changed inputs): stderr when unset.
   std::function<void(const std::string&)> on_warning{};
 };
@@ -67,7 +94,9 @@ struct BatchResultItem {
   // error: the typed failure (rethrow() raises its subclass). Shared, so an item stays small.
   std::shared_ptr<const Error> error{};
   json metadata{};
+  // From submission to the outcome, retries included (a failure's too); restored: as recorded.
   std::chrono::duration<double> latency{};
+  int attempts = 0;  // HTTP attempts made (0: none, e.g. an invalid input or a cache hit)
 
   // The answer text ("" for an error).
   const std::string& content() const;
@@ -79,10 +108,16 @@ struct BatchSummary {
   size_t failed = 0;
   size_t cached = 0;
   size_t restored = 0;
-  size_t not_run = 0;                      // left undone by a stop request
+  size_t not_run = 0;                      // left undone by a stop (request or abort)
   size_t retries = 0;                      // extra attempts over the whole batch
   size_t key_mismatches = 0;               // checkpoint records whose input changed (redone)
   std::vector<size_t> first_mismatches{};  // their first indices (up to 10)
+  // Records of the output file at or past the input's end: kept, unless BatchOptions::prune
+  // dropped them at compaction.
+  size_t beyond_input = 0;
+  // Why the batch stopped by itself ("" = it did not): "endpoint unreachable: …" when the first
+  // items all failed to connect (docs/checkpoint.md).
+  std::string aborted{};
   std::chrono::duration<double> elapsed{};
   // From the start (checkpoint reading included) to the first request sent: how fast a resume
   // gets going.
@@ -168,6 +203,26 @@ class MessageSource {
   requires detail::YieldsInputs<F> MessageSource(F next, Size size)
       : next_(wrap(std::move(next))), size_(std::move(size)) {}
 
+  // Optional, for resuming: how to pass over the next input without building it (false at the
+  // end), and how to read the inputs again from the first (an independent second reader). With
+  // a way to read again, a resumed batch sends the inputs its checkpoint lacks first and checks
+  // the restored ones while those requests are in flight. jsonl_messages() and jsonl_requests()
+  // on a file have both.
+  using Skip = std::function<bool()>;
+  using Reopen = std::function<MessageSource()>;
+  MessageSource& with_skip(Skip skip) {
+    skip_ = std::move(skip);
+    return *this;
+  }
+  MessageSource& with_reopen(Reopen reopen) {
+    reopen_ = std::move(reopen);
+    return *this;
+  }
+  bool can_reopen() const { return static_cast<bool>(reopen_); }
+  MessageSource reopen() const { return reopen_(); }  // only when can_reopen()
+  // Passes over the next input (reading and dropping it when there is no Skip); false at the end.
+  bool skip() const { return skip_ ? skip_() : next_().has_value(); }
+
   // The next input's messages (its metadata and error dropped), or nullopt at the end.
   std::optional<json> operator()() const {
     auto item = next_();
@@ -197,6 +252,8 @@ class MessageSource {
 
   Next next_;
   Size size_;
+  Skip skip_;
+  Reopen reopen_;
 };
 
 // Messages from a JSONL file, one request per line: a messages array, or an object with
@@ -214,7 +271,7 @@ struct JsonlRequestOptions {
 };
 
 // Requests from a JSONL file, or standard input when `path` is "-", one per non-blank line, in
-// any of these forms (SPEC §14):
+// any of these forms:
 //   {"messages": [...]}                         a chat as is
 //   {"prompt"|"q"|"question": "…", "system"?}   one user message (+ a system message)
 //   {"instruction": "…", "input"?: "…", "system"?}  alpaca: instruction, blank line, input

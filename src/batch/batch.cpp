@@ -180,8 +180,18 @@ MessageSource jsonl_messages(const std::string& path) {
     }
     return std::nullopt;
   };
-  return MessageSource(std::move(next),
+  auto skip = [in, line_no]() {
+    std::string line;
+    while (std::getline(*in, line)) {
+      ++*line_no;
+      if (line.find_first_not_of(" \t\r") != std::string::npos) return true;
+    }
+    return false;
+  };
+  MessageSource source(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));
+  source.with_skip(std::move(skip)).with_reopen([path] { return jsonl_messages(path); });
+  return source;
 }
 
 MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions options) {
@@ -224,8 +234,21 @@ MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions option
     return std::nullopt;
   };
   if (from_stdin) return MessageSource(std::move(next));
-  return MessageSource(std::move(next),
+  // A file can be passed over line by line without parsing, and read again: a resumed batch
+  // sends new work first and checks restored lines on a second reader.
+  auto skip = [st]() {
+    while (std::getline(*st->in, st->line)) {
+      ++st->line_no;
+      if (st->line.find_first_not_of(" \t\r") != std::string::npos) return true;
+    }
+    return false;
+  };
+  MessageSource source(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));
+  source.with_skip(std::move(skip)).with_reopen([path, options = st->options] {
+    return jsonl_requests(path, options);
+  });
+  return source;
 }
 
 }  // namespace flexllm

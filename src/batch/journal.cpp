@@ -8,67 +8,103 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <iterator>
+#include <limits>
 
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "batch/output_file.hpp"
+#include "batch/ref_sort.hpp"
+#include "core/file_io.hpp"
 #include "core/hex.hpp"
 #include "core/json_write.hpp"
 
 namespace flexllm::detail {
 namespace {
 
-bool parse_key(std::string_view hex, RecordKey& key) {
-  return parse_hex(hex, key);
+[[noreturn]] void io_error(const std::string& what, const std::string& path, int err) {
+  throw CheckpointError(CheckpointError::Reason::io,
+                        fmt::format("{} {}: {}", what, path, std::strerror(err)), path);
 }
 
-[[noreturn]] void io_error(const std::string& what, const std::string& path) {
-  throw InvalidRequestError(Error(ErrorKind::invalid_request,
-                                  fmt::format("{} {}: {}", what, path, std::strerror(errno))));
+uint32_t clamp32(uint64_t v) {
+  return static_cast<uint32_t>(std::min<uint64_t>(v, std::numeric_limits<uint32_t>::max()));
 }
 
-// The header fields of a record line: the fast path reads the prefix format_record() writes;
-// anything else (a file edited by hand) goes through a JSON parser.
-bool parse_header(std::string_view line, RecordRef& ref, simdjson::dom::parser& parser) {
-  constexpr std::string_view kIndex = R"({"index":)";
-  if (line.starts_with(kIndex)) {
-    size_t i = kIndex.size(), index = 0;
-    bool digits = false;
-    while (i < line.size() && line[i] >= '0' && line[i] <= '9') {
-      index = index * 10 + static_cast<size_t>(line[i++] - '0');
-      digits = true;
-    }
-    std::string_view rest = line.substr(i);
-    bool success = rest.starts_with(R"(,"status":"success","key":")");
-    bool error = rest.starts_with(R"(,"status":"error","key":")");
-    if (digits && (success || error)) {
-      rest.remove_prefix(success ? 27 : 25);
-      if (rest.size() > 33 && rest[32] == '"' && parse_key(rest.substr(0, 32), ref.key)) {
-        ref.index = index;
-        ref.success = success;
-        return true;
-      }
-    }
-  }
-  simdjson::padded_string padded(line);
-  simdjson::dom::element doc;
-  if (parser.parse(padded).get(doc)) return false;
-  uint64_t index = 0;
-  std::string_view status, key;
-  if (doc["index"].get_uint64().get(index) || doc["status"].get_string().get(status) ||
-      doc["key"].get_string().get(key) || !parse_key(key, ref.key))
-    return false;
-  if (status != "success" && status != "error") return false;
-  ref.index = static_cast<size_t>(index);
-  ref.success = status == "success";
+// Digits at `pos` of `s` (advancing it); false when there are none.
+bool read_uint(std::string_view s, size_t& pos, uint64_t& value) {
+  const size_t start = pos;
+  value = 0;
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9' && pos - start < 19)
+    value = value * 10 + static_cast<uint64_t>(s[pos++] - '0');
+  return pos > start;
+}
+
+bool expect(std::string_view s, size_t& pos, std::string_view text) {
+  if (s.substr(pos, text.size()) != text) return false;
+  pos += text.size();
   return true;
+}
+
+// The usage format_record() writes right after finish_reason. Only our own prefix is trusted:
+// before it come only strings (output, reasoning, tool calls), in which a quote is escaped, so the
+// first unescaped `"finish_reason":"` is the record's own.
+void read_fast_usage(std::string_view line, RecordRef& ref) {
+  constexpr std::string_view kFinish = R"("finish_reason":")";
+  size_t pos = line.find(kFinish);
+  if (pos == std::string_view::npos) return;
+  pos += kFinish.size();
+  while (pos < line.size() && line[pos] != '"') pos += line[pos] == '\\' ? 2 : 1;
+  ++pos;
+  uint64_t prompt = 0, completion = 0, total = 0;
+  if (expect(line, pos, R"(,"usage":{"prompt_tokens":)") && read_uint(line, pos, prompt) &&
+      expect(line, pos, R"(,"completion_tokens":)") && read_uint(line, pos, completion) &&
+      expect(line, pos, R"(,"total_tokens":)") && read_uint(line, pos, total)) {
+    ref.prompt_tokens = clamp32(prompt);
+    ref.completion_tokens = clamp32(completion);
+    ref.total_tokens = clamp32(total);
+  }
 }
 
 std::string optional_text(simdjson::dom::element doc, const char* field) {
   std::string_view s;
   if (doc[field].get_string().get(s)) return {};
   return std::string(s);
+}
+
+// Reads `fd` front to back in 1 MiB blocks, calling `line(text, offset)` for each complete line
+// (without its newline); returns the offset after the last newline and whether bytes followed it.
+template <class OnLine>
+std::pair<uint64_t, bool> for_each_line(int fd, const std::string& path, OnLine&& line) {
+  std::string carry;  // a line split across reads
+  std::vector<char> buf(1 << 20);
+  uint64_t file_offset = 0, valid = 0;  // of buf[0]; after the last newline
+  for (;;) {
+    ssize_t n = fileio::read_some(fd, buf.data(), buf.size());
+    if (n < 0) io_error("cannot read the checkpoint", path, errno);
+    if (n == 0) break;
+    std::string_view data(buf.data(), static_cast<size_t>(n));
+    size_t pos = 0;
+    while (pos < data.size()) {
+      size_t nl = data.find('\n', pos);
+      if (nl == std::string_view::npos) {
+        carry.append(data.substr(pos));
+        break;
+      }
+      if (carry.empty()) {
+        line(data.substr(pos, nl - pos), file_offset + pos);
+      } else {
+        uint64_t start = file_offset + pos - carry.size();
+        carry.append(data.substr(pos, nl - pos));
+        line(std::string_view(carry), start);
+        carry.clear();
+      }
+      pos = nl + 1;
+      valid = file_offset + pos;
+    }
+    file_offset += static_cast<uint64_t>(n);
+  }
+  return {valid, !carry.empty()};
 }
 
 }  // namespace
@@ -90,88 +126,86 @@ std::string key_hex(const RecordKey& key) {
   return out;
 }
 
-std::optional<JournalScan> scan_journal(const std::string& path,
-                                        const std::function<void(const std::string&)>& warn) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    io_error("cannot read the checkpoint", path);
-  }
-  JournalScan scan;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0) scan.records.reserve(static_cast<size_t>(st.st_size) / 160 + 16);
-  simdjson::dom::parser parser;
-  std::string carry;  // a line split across reads
-  std::vector<char> buf(1 << 20);
-  uint64_t file_offset = 0;  // of buf[0]
-  size_t line_no = 0;
-  auto handle = [&](std::string_view line, uint64_t offset) {
-    ++line_no;
-    if (line.empty()) return;
-    RecordRef ref;
-    if (!parse_header(line, ref, parser)) {
-      ++scan.malformed;
-      warn(fmt::format("{}:{}: not a checkpoint record, skipped", path, line_no));
-      return;
-    }
-    ref.offset = offset;
-    ref.length = static_cast<uint32_t>(line.size());
-    scan.records.push_back(ref);
-  };
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      io_error("cannot read the checkpoint", path);
-    }
-    if (n == 0) break;
-    std::string_view data(buf.data(), static_cast<size_t>(n));
-    size_t pos = 0;
-    while (pos < data.size()) {
-      size_t nl = data.find('\n', pos);
-      if (nl == std::string_view::npos) {
-        carry.append(data.substr(pos));
-        break;
+bool parse_record_line(std::string_view line, RecordRef& ref, simdjson::dom::parser& parser) {
+  constexpr std::string_view kIndex = R"({"index":)";
+  size_t pos = 0;
+  uint64_t index = 0;
+  if (expect(line, pos, kIndex) && read_uint(line, pos, index)) {
+    const bool success = expect(line, pos, R"(,"status":"success","key":")");
+    if (success || expect(line, pos, R"(,"status":"error","key":")")) {
+      if (line.size() > pos + 33 && line[pos + 32] == '"' &&
+          parse_hex(line.substr(pos, 32), ref.key)) {
+        ref.index = index;
+        ref.success = success;
+        ref.prompt_tokens = ref.completion_tokens = ref.total_tokens = 0;
+        if (success) read_fast_usage(line.substr(pos + 33), ref);
+        return true;
       }
-      if (carry.empty()) {
-        handle(data.substr(pos, nl - pos), file_offset + pos);
-      } else {
-        uint64_t start = file_offset + pos - carry.size();
-        carry.append(data.substr(pos, nl - pos));
-        handle(carry, start);
-        carry.clear();
-      }
-      pos = nl + 1;
-      scan.valid_bytes = file_offset + pos;
     }
-    file_offset += static_cast<uint64_t>(n);
   }
-  ::close(fd);
-  if (!carry.empty())
-    warn(fmt::format("{}:{}: last line is incomplete (an interrupted write): ignored, repaired",
-                     path, line_no + 1));
-  resolve_records(scan.records);
-  scan.records.shrink_to_fit();
-  return scan;
+  simdjson::padded_string padded(line);
+  simdjson::dom::element doc;
+  if (parser.parse(padded).get(doc)) return false;
+  std::string_view status, key;
+  if (doc["index"].get_uint64().get(index) || doc["status"].get_string().get(status) ||
+      doc["key"].get_string().get(key) || !parse_hex(key, ref.key))
+    return false;
+  if (status != "success" && status != "error") return false;
+  ref.index = index;
+  ref.success = status == "success";
+  ref.prompt_tokens = ref.completion_tokens = ref.total_tokens = 0;
+  simdjson::dom::object usage;
+  if (ref.success && !doc["usage"].get_object().get(usage)) {
+    uint64_t v = 0;
+    if (!usage["prompt_tokens"].get_uint64().get(v)) ref.prompt_tokens = clamp32(v);
+    if (!usage["completion_tokens"].get_uint64().get(v)) ref.completion_tokens = clamp32(v);
+    if (!usage["total_tokens"].get_uint64().get(v)) ref.total_tokens = clamp32(v);
+  }
+  return true;
 }
 
-void resolve_records(std::vector<RecordRef>& records) {
-  // Sorted in place by (index, position in the file), then deduplicated in place (no second copy
-  // of a million references).
-  std::sort(records.begin(), records.end(), [](const RecordRef& a, const RecordRef& b) {
-    return a.index != b.index ? a.index < b.index : a.offset < b.offset;
-  });
-  size_t kept = 0;
-  for (size_t i = 0; i < records.size(); ++i) {
-    const RecordRef& r = records[i];
-    if (kept > 0 && records[kept - 1].index == r.index) {
-      if (r.success || !records[kept - 1].success) records[kept - 1] = r;
-    } else {
-      records[kept++] = r;
-    }
+std::optional<JournalScan> scan_journal(const std::string& path, const Warn& warn,
+                                        const std::function<void(const RecordRef&)>& sink) {
+  int fd = fileio::open_file(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    io_error("cannot read the checkpoint", path, errno);
   }
-  records.resize(kept);
+  JournalScan scan;
+  simdjson::dom::parser parser;
+  uint64_t line_no = 0;
+  try {
+    auto [valid, torn] = for_each_line(fd, path, [&](std::string_view line, uint64_t offset) {
+      ++line_no;
+      RecordRef ref;
+      if (line.empty() || !parse_record_line(line, ref, parser)) {
+        scan.in_order = false;
+        if (line.empty()) return;
+        ++scan.malformed;
+        if (warn) warn(fmt::format("{}:{}: not a checkpoint record, skipped", path, line_no));
+        return;
+      }
+      if (scan.max_index && ref.index <= *scan.max_index) scan.in_order = false;
+      scan.max_index = std::max(scan.max_index.value_or(0), ref.index);
+      ref.offset = offset;
+      ref.length = static_cast<uint32_t>(line.size());
+      ++scan.records;
+      sink(ref);
+    });
+    scan.valid_bytes = valid;
+    scan.torn_tail = torn;
+  } catch (...) {
+    fileio::close_file(fd);
+    throw;
+  }
+  fileio::close_file(fd);
+  if (scan.torn_tail) {
+    scan.in_order = false;
+    if (warn)
+      warn(fmt::format("{}:{}: last line is incomplete (an interrupted write): ignored, repaired",
+                       path, line_no + 1));
+  }
+  return scan;
 }
 
 std::optional<BatchResultItem> read_record(int fd, const RecordRef& ref) {
@@ -286,12 +320,16 @@ void append_record(std::string& out, const BatchResultItem& item, const RecordKe
     }
     out.append(R"(,"attempts":)");
     append_int(out, r.attempts);
-  } else if (item.error) {
-    out.append(R"(,"error":)");
-    append_json_string(out, item.error->what());
-    out.append(R"(,"error_kind":")");
-    out.append(to_string(item.error->kind()));
-    out.push_back('"');
+  } else {
+    if (item.error) {
+      out.append(R"(,"error":)");
+      append_json_string(out, item.error->what());
+      out.append(R"(,"error_kind":")");
+      out.append(to_string(item.error->kind()));
+      out.push_back('"');
+    }
+    out.append(R"(,"attempts":)");
+    append_int(out, item.attempts);
   }
   out.append(R"(,"latency":)");
   append_fixed(out, item.latency.count(), 4);
@@ -306,54 +344,77 @@ void append_record(std::string& out, const BatchResultItem& item, const RecordKe
   out.push_back('}');
 }
 
-void compact_journal(const std::string& path) {
-  auto scan = scan_journal(path, [](const std::string&) {});
-  if (scan) compact_journal(path, scan->records);
-}
+namespace {
 
-void compact_journal(const std::string& path, const std::vector<RecordRef>& records) {
-  // Already compact: every line is kept and they follow each other in index order.
-  bool compact = true;
-  uint64_t expected = 0;
-  for (const RecordRef& ref : records) {
-    if (ref.offset != expected) {
-      compact = false;
-      break;
+// The file changed under a compaction: what it copied is not what the scan saw.
+struct Changed {};
+
+CompactResult compact_once(const std::string& path, std::optional<uint64_t> drop_from,
+                           const Warn& warn) {
+  RefSorter sorter(parent_directory(path));
+  uint64_t beyond = 0;
+  auto scan = scan_journal(path, warn, [&](const RecordRef& ref) { sorter.add(ref); });
+  if (!scan) return {};
+  SortedRefs refs = sorter.finish();
+  if (drop_from)
+    for (auto c = refs.cursor(); c.get(); c.advance())
+      if (c.get()->index >= *drop_from) ++beyond;
+  CompactResult result;
+  result.records = refs.size() - beyond;
+  result.dropped = beyond;
+  if (scan->in_order && beyond == 0) {
+    // Already compact; its last records may not be on disk yet.
+    int fd = fileio::open_file(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) io_error("cannot open the checkpoint", path, errno);
+    if (fileio::full_sync(fd) != 0) {
+      int err = errno;
+      fileio::close_file(fd);
+      io_error("cannot sync the checkpoint", path, err);
     }
-    expected += ref.length + 1;
+    if (fileio::close_file(fd) != 0) io_error("cannot close the checkpoint", path, errno);
+    return result;
   }
+  result.rewritten = true;
+  int in = fileio::open_file(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) io_error("cannot read the checkpoint", path, errno);
   struct stat st {};
-  if (compact && ::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == expected) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      const bool synced = ::fsync(fd) == 0;  // its last records may not be on disk yet
-      ::close(fd);
-      if (synced) return;
-    }
-  }
-  int in = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) io_error("cannot read the checkpoint", path);
-  std::string tmp = path + ".compact.tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ::fstat(in, &st);
+  const std::string tmp = path + ".compact.tmp";
+  ::unlink(tmp.c_str());  // a compaction killed earlier left it (we hold the lock)
+  int out = fileio::open_file(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (out < 0) {
-    ::close(in);
-    io_error("cannot write", tmp);
+    int err = errno;
+    fileio::close_file(in);
+    io_error("cannot create", tmp, err);
   }
+  auto fail = [&](const char* what, const std::string& name, int err) {
+    fileio::close_file(out);
+    fileio::close_file(in);
+    ::unlink(tmp.c_str());
+    io_error(what, name, err);
+  };
+  ::fchmod(out, st.st_mode & 07777);  // the file's mode survives (umask applied to 0600)
   std::string buffer;
   buffer.reserve(1 << 20);
-  bool ok = true;
   auto flush = [&] {
-    size_t done = 0;
-    while (done < buffer.size()) {
-      ssize_t n = ::write(out, buffer.data() + done, buffer.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ok = false;
-        return;
-      }
-      done += static_cast<size_t>(n);
-    }
+    size_t written = 0;
+    if (int err = fileio::write_all(out, buffer.data(), buffer.size(), &written))
+      fail("cannot write", tmp, err);
     buffer.clear();
+  };
+  simdjson::dom::parser parser;
+  // Each record copied must be the one the scan found there.
+  auto copy = [&](std::string_view line, const RecordRef& ref) {
+    RecordRef check;
+    if (line.size() != ref.length || !parse_record_line(line, check, parser) ||
+        check.index != ref.index || check.key != ref.key || check.success != ref.success) {
+      fileio::close_file(out);
+      fileio::close_file(in);
+      ::unlink(tmp.c_str());
+      throw Changed{};
+    }
+    buffer.append(line).push_back('\n');
+    if (buffer.size() >= (1 << 20)) flush();
   };
   // Records come out in index order but were written in completion order, which is nearly the
   // same: a large window slides forward through the file, so it is read about once instead of
@@ -361,46 +422,67 @@ void compact_journal(const std::string& path, const std::vector<RecordRef>& reco
   constexpr uint64_t kWindow = 4 << 20, kBehind = 256 << 10;
   std::string window, single;
   uint64_t window_start = 0;
-  for (const RecordRef& ref : records) {
+  for (auto c = refs.cursor(); const RecordRef* ref = c.get(); c.advance()) {
+    if (drop_from && ref->index >= *drop_from) break;  // sorted: the rest are beyond too
     const uint64_t window_end = window_start + window.size();
-    if (ref.offset >= window_start && ref.offset + ref.length <= window_end) {
-      buffer.append(window, ref.offset - window_start, ref.length).push_back('\n');
-    } else if (ref.offset >= window_start && ref.offset < window_end + kWindow) {
-      window_start = ref.offset > kBehind ? ref.offset - kBehind : 0;
-      window.resize(std::max<uint64_t>(kWindow, ref.offset - window_start + ref.length));
-      ssize_t n = ::pread(in, window.data(), window.size(), static_cast<off_t>(window_start));
-      if (n < 0 || static_cast<uint64_t>(n) < ref.offset - window_start + ref.length) {
-        ok = false;
-        break;
-      }
-      window.resize(static_cast<size_t>(n));
-      buffer.append(window, ref.offset - window_start, ref.length).push_back('\n');
-    } else {
-      single.resize(ref.length);
-      if (::pread(in, single.data(), ref.length, static_cast<off_t>(ref.offset)) !=
-          static_cast<ssize_t>(ref.length)) {
-        ok = false;
-        break;
-      }
-      buffer.append(single).push_back('\n');
+    if (ref->offset >= window_start && ref->offset + ref->length <= window_end) {
+      copy(std::string_view(window).substr(ref->offset - window_start, ref->length), *ref);
+      continue;
     }
-    if (buffer.size() >= (1 << 20)) flush();
+    if (ref->offset >= window_start && ref->offset < window_end + kWindow) {
+      window_start = ref->offset > kBehind ? ref->offset - kBehind : 0;
+      window.resize(std::max<uint64_t>(kWindow, ref->offset - window_start + ref->length));
+      ssize_t n =
+          fileio::pread_some(in, window.data(), window.size(), static_cast<off_t>(window_start));
+      if (n < 0) fail("cannot read the checkpoint", path, errno);
+      window.resize(static_cast<size_t>(n));
+      if (window.size() < ref->offset - window_start + ref->length) copy({}, *ref);  // shrunk
+      copy(std::string_view(window).substr(ref->offset - window_start, ref->length), *ref);
+      continue;
+    }
+    single.resize(ref->length);
+    ssize_t n = fileio::pread_some(in, single.data(), ref->length, static_cast<off_t>(ref->offset));
+    if (n < 0) fail("cannot read the checkpoint", path, errno);
+    single.resize(static_cast<size_t>(n));
+    copy(single, *ref);
   }
-  if (ok) flush();
-  ok = ok && ::fsync(out) == 0;
-  ::close(out);
-  ::close(in);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+  flush();
+  if (fileio::full_sync(out) != 0) fail("cannot sync", tmp, errno);
+  fileio::close_file(in);
+  if (fileio::close_file(out) != 0) {
+    int err = errno;
     ::unlink(tmp.c_str());
-    io_error("cannot compact the checkpoint", path);
+    io_error("cannot close", tmp, err);
+  }
+  if (fileio::rename_file(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    io_error("cannot replace the checkpoint with its compacted copy", path, err);
   }
   // The rename is durable once the directory is.
-  std::string dir =
-      path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
+  if (int err = fileio::sync_parent_dir(path)) io_error("cannot sync the directory of", path, err);
+  return result;
+}
+
+}  // namespace
+
+CompactResult compact_journal(const std::string& path, std::optional<uint64_t> drop_from,
+                              const Warn& warn) {
+  try {
+    return compact_once(path, drop_from, warn);
+  } catch (const Changed&) {
+  }
+  // Something else wrote the file between the scan and the copy: once more from a fresh scan,
+  // and if it changes again, give up rather than write anything wrong.
+  try {
+    return compact_once(path, drop_from, warn);
+  } catch (const Changed&) {
+    throw CheckpointError(
+        CheckpointError::Reason::io,
+        fmt::format("{} changed while it was being compacted (is another program writing it?); "
+                    "left as it was",
+                    path),
+        path);
   }
 }
 

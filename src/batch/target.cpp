@@ -19,9 +19,13 @@ class BatchJob final : public Job {
   }
   void fail(Error&& error) override {
     outcome_.error = std::move(error);
+    outcome_.attempts = attempts();
+    outcome_.latency = Clock::now() - submitted();
     if (outcome_.input_len) outcome_.body = std::move(body);
     inbox_->put(std::move(outcome_));
   }
+  int stop_level() const override { return inbox_->stop_level.load(std::memory_order_relaxed); }
+  void on_retry() override { inbox_->retries.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   std::shared_ptr<BatchInbox> inbox_;
@@ -58,6 +62,7 @@ class ClientTarget final : public BatchTarget {
     job->thinking_requested = options.thinking.has_value();
     core_.submit(std::move(job));
   }
+  void sweep() override { core_.sweep_stopped(); }
 
  private:
   ClientCore& core_;

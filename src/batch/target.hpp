@@ -3,6 +3,7 @@
 // back through the inbox.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -37,8 +38,12 @@ struct BatchOutcome {
   }
   json metadata;                  // from the source (null: BatchOptions::metadata_list's)
   Clock::time_point submitted{};  // a follower of an identical request: when it joined
+  uint64_t seq = 0;               // the runner's dispatch order (records are written in it)
   std::optional<ChatResult> result;
   std::optional<Error> error;
+  // A failure's attempts and time from submission to the outcome (a result carries its own).
+  int attempts = 0;
+  std::chrono::duration<double> latency{};
 };
 
 // Where finished requests land, from the I/O thread. Shared with the jobs so that a job handing
@@ -48,6 +53,9 @@ struct BatchInbox {
   std::condition_variable cv;
   std::deque<BatchOutcome> completed;
   void put(BatchOutcome outcome);
+  // Set by the runner, read by the requests on the loop thread (Job::stop_level()).
+  std::atomic<int> stop_level{0};
+  std::atomic<uint64_t> retries{0};  // retries scheduled so far, counted as they happen
 };
 
 class BatchTarget {
@@ -74,6 +82,8 @@ class BatchTarget {
   virtual void send(std::pair<std::string, std::string> request, const json& messages,
                     const RequestOptions& options, BatchOutcome seed,
                     std::shared_ptr<BatchInbox> inbox, CacheTicket ticket) = 0;
+  // Ends the requests sent with an inbox whose stop_level asks for it (any thread).
+  virtual void sweep() = 0;
 };
 
 std::unique_ptr<BatchTarget> client_target(ClientCore& core);

@@ -245,6 +245,11 @@ void ClientCore::pump() {
     }
     Job* job = queue_.front();
     queue_.pop_front();
+    if (job->stop_level() > 0) {  // its batch stopped while it waited: it never starts
+      finish(job, std::nullopt,
+             Error(ErrorKind::cancelled, "not sent: the batch was stopped", endpoint_.base_url));
+      continue;
+    }
     rate_.on_start(now);
     ++in_flight_;
     start_attempt(job);
@@ -417,6 +422,11 @@ void ClientCore::retry_or_fail(Job* job, Error error) {
   const bool can_retry = error.retryable() && !closed() && job->attempts_ <= retry_times &&
                          !(job->mode == Job::Mode::stream && job->events_delivered_);
   if (!can_retry) return finish(job, std::nullopt, std::move(error));
+  if (job->stop_level() > 0)  // a stopped batch sends nothing more: the rerun will
+    return finish(job, std::nullopt,
+                  Error(ErrorKind::cancelled,
+                        fmt::format("not retried: the batch was stopped ({})", error.what()),
+                        endpoint_.base_url));
 
   std::chrono::milliseconds delay;
   if (auto hint = error.retry_after()) {
@@ -437,6 +447,7 @@ void ClientCore::retry_or_fail(Job* job, Error error) {
     delay = backoff_delay(job->attempts_ - 1, config_.retry_delay, config_.max_retry_delay,
                           jitter_.next());
   }
+  job->on_retry();
   job->state_ = Job::State::retry_wait;
   job->timer_ = loop().add_timer(now + delay, [this, job] {
     job->timer_ = 0;
@@ -548,6 +559,19 @@ void ClientCore::cancel(uint64_t job_id) {
   loop().post([this, job_id] {
     auto it = std::find_if(live_.begin(), live_.end(), [&](Job* j) { return j->id == job_id; });
     if (it != live_.end()) cancel_job(*it, "request cancelled");
+    release();
+  });
+}
+
+void ClientCore::sweep_stopped() {
+  hold();
+  loop().post([this] {
+    std::vector<Job*> stopped;
+    for (Job* job : live_) {
+      const int level = job->stop_level();
+      if (level >= 2 || (level == 1 && job->state_ != Job::State::running)) stopped.push_back(job);
+    }
+    for (Job* job : stopped) cancel_job(job, "not finished: the batch was stopped");
     release();
   });
 }

@@ -42,6 +42,15 @@ class Job : public Transfer {
   virtual void fail(Error&& error) = 0;
   // Stream events as they are decoded. Return false when nobody wants them any more.
   virtual bool deliver(std::vector<StreamEvent>& /*events*/) { return true; }
+  // Whether whoever waits for this job has stopped wanting it (a stopped batch): 0 go on; 1 do
+  // not start or retry it (a start or retry ends it as cancelled); 2 cancel it even while it runs
+  // (at the next sweep_stopped()). Loop thread.
+  virtual int stop_level() const { return 0; }
+  // A retry of this job was scheduled (loop thread): batches count retries as they happen.
+  virtual void on_retry() {}
+
+  int attempts() const { return attempts_; }                  // HTTP attempts so far
+  Clock::time_point submitted() const { return submitted_; }  // when submit() took it
 
   const Mode mode;
   const std::string url;
@@ -96,6 +105,9 @@ class ClientCore {
   uint64_t new_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   // From any thread: aborts the job with that id if it is still live (a stream's consumer left).
   void cancel(uint64_t job_id);
+  // From any thread: ends the jobs whose stop_level() asks for it (1: those queued or waiting to
+  // retry; 2: those running too) as cancelled.
+  void sweep_stopped();
   // Cancels everything queued, waiting or in flight, and waits until all of it has completed.
   void close();
   bool closed() const { return closed_.load(std::memory_order_acquire); }

@@ -31,6 +31,7 @@ class AttemptJob final : public Job {
     request_.events_delivered = true;
     return request_.deliver(events);
   }
+  int stop_level() const override { return request_.stop_level(); }
 
  private:
   Pool& pool_;
@@ -222,6 +223,13 @@ void Pool::attempt(PoolRequest* r) {
 // A free slot of `endpoint` takes the first shared request it may serve: with fail-over, one it
 // has not failed already when another endpoint could take that one.
 std::unique_ptr<Job> Pool::feed(size_t endpoint) {
+  // Requests of a stopped batch leave the queue unsent.
+  while (!shared_.empty() && shared_.front()->stop_level() > 0) {
+    PoolRequest* r = shared_.front();
+    shared_.pop_front();
+    Error e(ErrorKind::cancelled, "not sent: the batch was stopped");
+    finish(r, nullptr, &e);
+  }
   if (shared_.empty() || closed() || !balancer_.accepts(endpoint, Clock::now())) return nullptr;
   auto pick = shared_.begin();
   if (config_.fallback) {
@@ -272,6 +280,12 @@ void Pool::attempt_done(PoolRequest* r, size_t endpoint, ChatResult* result, Err
   const bool again = error->retryable() && !closed() && r->attempts <= d.retry_times &&
                      !(r->mode == Job::Mode::stream && r->events_delivered);
   if (!again) return finish(r, nullptr, error);
+  if (r->stop_level() > 0) {  // a stopped batch sends nothing more: the rerun will
+    Error e(ErrorKind::cancelled,
+            fmt::format("not retried: the batch was stopped ({})", error->what()));
+    return finish(r, nullptr, &e);
+  }
+  r->on_retry();
   if (config_.fallback && std::find(r->tried.begin(), r->tried.end(), endpoint) == r->tried.end())
     r->tried.push_back(endpoint);
   // Another healthy endpoint takes it at once; the same one (or none better) after the backoff
@@ -335,6 +349,31 @@ void Pool::cancel(uint64_t request_id) {
         finish(r, nullptr, &e);
       }
     }
+    release();
+  });
+}
+
+void Pool::sweep_stopped() {
+  hold();
+  loop().post([this] {
+    std::vector<PoolRequest*> waiting;
+    for (auto& [id, r] : live_) {
+      const int level = r->stop_level();
+      if (level == 0) continue;
+      if (!r->attempt_job) {
+        waiting.push_back(r.get());
+      } else if (level >= 2) {
+        cores_[r->endpoint]->cancel(r->attempt_job);  // its failure finishes the request
+      }
+    }
+    for (PoolRequest* r : waiting) {
+      if (r->retry_timer) loop().cancel_timer(r->retry_timer);
+      std::erase(shared_, r);
+      Error e(ErrorKind::cancelled, "not finished: the batch was stopped");
+      finish(r, nullptr, &e);
+    }
+    // Attempts still queued in an endpoint's engine (not started) end there.
+    for (ClientCore* core : cores_) core->sweep_stopped();
     release();
   });
 }
@@ -437,6 +476,7 @@ class PoolTarget final : public BatchTarget {
     r->ticket = ticket;
     pool_.submit(std::move(r));
   }
+  void sweep() override { pool_.sweep_stopped(); }
 
  private:
   // A batch request's outcome goes to the runner's inbox.
@@ -450,9 +490,13 @@ class PoolTarget final : public BatchTarget {
     }
     void fail(Error&& error) override {
       outcome.error = std::move(error);
+      outcome.attempts = attempts;
+      outcome.latency = Clock::now() - submitted;
       if (outcome.input_len) outcome.body = std::move(body);
       inbox->put(std::move(outcome));
     }
+    int stop_level() const override { return inbox->stop_level.load(std::memory_order_relaxed); }
+    void on_retry() override { inbox->retries.fetch_add(1, std::memory_order_relaxed); }
     BatchOutcome outcome;
     std::shared_ptr<BatchInbox> inbox;
   };

@@ -31,6 +31,9 @@ struct PoolRequest {
   virtual void fail(Error&& error) = 0;
   // Stream events as they are decoded; false once nobody wants them.
   virtual bool deliver(std::vector<StreamEvent>& /*events*/) { return true; }
+  // As Job::stop_level(): 1 = start or retry nothing more, 2 = cancel even what runs.
+  virtual int stop_level() const { return 0; }
+  virtual void on_retry() {}  // a retry was decided (loop thread)
 
   Job::Mode mode = Job::Mode::chat;
   // The body as built for endpoint 0; reused by every endpoint that would build the same bytes
@@ -87,6 +90,9 @@ class Pool {
   uint64_t new_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   // From any thread: aborts that request (a stream's consumer left).
   void cancel(uint64_t request_id);
+  // From any thread: ends the requests whose stop_level() asks for it, as cancelled (see
+  // ClientCore::sweep_stopped).
+  void sweep_stopped();
   void close();
   bool closed() const { return closed_.load(std::memory_order_acquire); }
 
