@@ -350,12 +350,13 @@ namespace {
 struct Changed {};
 
 CompactResult compact_once(const std::string& path, std::optional<uint64_t> drop_from,
-                           const Warn& warn) {
+                           const Warn& warn, const std::function<void()>& after_scan) {
   RefSorter sorter(parent_directory(path));
   uint64_t beyond = 0;
   auto scan = scan_journal(path, warn, [&](const RecordRef& ref) { sorter.add(ref); });
   if (!scan) return {};
   SortedRefs refs = sorter.finish();
+  if (after_scan) after_scan();
   if (drop_from)
     for (auto c = refs.cursor(); c.get(); c.advance())
       if (c.get()->index >= *drop_from) ++beyond;
@@ -467,15 +468,15 @@ CompactResult compact_once(const std::string& path, std::optional<uint64_t> drop
 }  // namespace
 
 CompactResult compact_journal(const std::string& path, std::optional<uint64_t> drop_from,
-                              const Warn& warn) {
+                              const Warn& warn, const std::function<void()>& after_scan) {
   try {
-    return compact_once(path, drop_from, warn);
+    return compact_once(path, drop_from, warn, after_scan);
   } catch (const Changed&) {
   }
   // Something else wrote the file between the scan and the copy: once more from a fresh scan,
   // and if it changes again, give up rather than write anything wrong.
   try {
-    return compact_once(path, drop_from, warn);
+    return compact_once(path, drop_from, warn, after_scan);
   } catch (const Changed&) {
     throw CheckpointError(
         CheckpointError::Reason::io,

@@ -85,8 +85,9 @@ struct CompactResult {
 // Each record copied is checked against the scan as it is read; a mismatch starts over from a
 // fresh scan. Records with index >= `drop_from` are left out. A file already in its compacted form
 // (and nothing to drop) is only fsync'd. The caller holds the output's lock. Throws
-// CheckpointError (io) naming the file and the OS error.
+// CheckpointError (io) naming the file and the OS error. `after_scan` (tests) runs between each
+// scan and its copy.
 CompactResult compact_journal(const std::string& path, std::optional<uint64_t> drop_from = {},
-                              const Warn& warn = {});
+                              const Warn& warn = {}, const std::function<void()>& after_scan = {});
 
 }  // namespace flexllm::detail

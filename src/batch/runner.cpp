@@ -121,6 +121,7 @@ json BatchRunner::metadata_for(size_t index) const {
 void BatchRunner::prepare() {
   prepared_ = true;
   start_ = Clock::now();
+  if (options_.show_progress) expected_total();  // while the source is still ours to ask
   if (inputs_) {
     reader_ = std::make_unique<VectorReader>(*inputs_);
   } else {
@@ -668,7 +669,14 @@ void BatchRunner::account(const BatchResultItem& item) {
 bool BatchRunner::next(std::vector<BatchResultItem>& out) {
   out.clear();
   if (finished_) return false;
-  if (!prepared_) prepare();
+  if (!prepared_) {
+    try {
+      prepare();
+    } catch (...) {
+      finished_ = true;  // refused before anything was sent: nothing to finish
+      throw;
+    }
+  }
   for (;;) {
     poll_stop();
     dispatch();

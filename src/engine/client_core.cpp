@@ -571,7 +571,10 @@ void ClientCore::sweep_stopped() {
       const int level = job->stop_level();
       if (level >= 2 || (level == 1 && job->state_ != Job::State::running)) stopped.push_back(job);
     }
-    for (Job* job : stopped) cancel_job(job, "not finished: the batch was stopped");
+    // Cancelling one may end others on the way (its slot frees, and the pump drops the stopped
+    // jobs it finds queued): only those still live are cancelled here.
+    for (Job* job : stopped)
+      if (live_.count(job)) cancel_job(job, "not finished: the batch was stopped");
     release();
   });
 }
