@@ -3,6 +3,7 @@
 //   batch_bench --base-url URL -n N -c C [--output FILE] [--iter|--source [--input JSONL]]
 //               [--prefill K] [--pool K [--distribute]]
 //   batch_bench --compact FILE        # S4: compaction time of an existing checkpoint
+//   batch_bench --scan FILE           # reading a checkpoint and sorting its references
 //
 // --iter runs iter_chat_completions_batch over a generated lazy source (nothing held per item)
 // (or over the JSONL file --input, through jsonl_messages) instead of chat_completions_batch over
@@ -27,6 +28,8 @@
 #include "fixture_request.hpp"
 
 #include "batch/journal.hpp"
+#include "batch/output_file.hpp"
+#include "batch/ref_sort.hpp"
 #include "engine/client_core.hpp"
 
 namespace {
@@ -65,6 +68,22 @@ int main(int argc, char** argv) {
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                 peak_rss_mb());
     return 0;
+  }
+  if (argc == 3 && std::string(argv[1]) == "--scan") {
+    // Times what a resume does before its first request: reading a checkpoint's records and
+    // sorting their references.
+    const auto t0 = std::chrono::steady_clock::now();
+    flexllm::detail::RefSorter sorter(flexllm::detail::parent_directory(argv[2]));
+    auto scan = flexllm::detail::scan_journal(
+        argv[2], {}, [&](const flexllm::detail::RecordRef& r) { sorter.add(r); });
+    const auto t1 = std::chrono::steady_clock::now();
+    flexllm::detail::SortedRefs refs = sorter.finish();
+    const auto t2 = std::chrono::steady_clock::now();
+    std::printf("{\"records\":%llu,\"scan_s\":%.4f,\"sort_s\":%.4f,\"peak_rss_mb\":%.1f}\n",
+                static_cast<unsigned long long>(scan ? scan->records : 0),
+                std::chrono::duration<double>(t1 - t0).count(),
+                std::chrono::duration<double>(t2 - t1).count(), peak_rss_mb());
+    return refs.size() > 0 ? 0 : 1;
   }
   std::string base_url, output, input;
   size_t n = 0, prefill = 0;

@@ -2,11 +2,11 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
-#include <iostream>
 
 #include <fmt/format.h>
 
 #include "batch/input_formats.hpp"
+#include "batch/line_reader.hpp"
 #include "batch/runner.hpp"
 #include "flexllm/client.hpp"
 
@@ -159,34 +159,21 @@ size_t count_nonblank_lines(const std::string& path) {
 }  // namespace
 
 MessageSource jsonl_messages(const std::string& path) {
-  auto in = std::make_shared<std::ifstream>(path);
-  if (!*in)
+  auto in = std::make_shared<detail::LineReader>(path);
+  auto next = [in, path]() -> std::optional<json> {
+    std::string_view line;
+    if (!in->next(line)) return std::nullopt;
+    json value = json::parse(line.begin(), line.end(), nullptr, false);
+    if (value.is_array()) return value;
+    if (value.is_object() && value.contains("messages")) return value["messages"];
     throw InvalidRequestError(
         Error(ErrorKind::invalid_request,
-              fmt::format("cannot open {}: no such file or unreadable", path)));
-  auto line_no = std::make_shared<size_t>(0);
-  auto next = [in, line_no, path]() -> std::optional<json> {
-    std::string line;
-    while (std::getline(*in, line)) {
-      ++*line_no;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      json value = json::parse(line, nullptr, false);
-      if (value.is_array()) return value;
-      if (value.is_object() && value.contains("messages")) return value["messages"];
-      throw InvalidRequestError(
-          Error(ErrorKind::invalid_request,
-                fmt::format("{}:{}: expected a messages array or an object with \"messages\"", path,
-                            *line_no)));
-    }
-    return std::nullopt;
+              fmt::format("{}:{}: expected a messages array or an object with \"messages\"", path,
+                          in->line_no())));
   };
-  auto skip = [in, line_no]() {
-    std::string line;
-    while (std::getline(*in, line)) {
-      ++*line_no;
-      if (line.find_first_not_of(" \t\r") != std::string::npos) return true;
-    }
-    return false;
+  auto skip = [in] {
+    std::string_view line;
+    return in->next(line);
   };
   MessageSource source(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));
@@ -196,52 +183,35 @@ MessageSource jsonl_messages(const std::string& path) {
 
 MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions options) {
   const bool from_stdin = path == "-";
-  std::shared_ptr<std::istream> in;
-  if (from_stdin) {
-    in = std::shared_ptr<std::istream>(&std::cin, [](std::istream*) {});
-  } else {
-    in = std::make_shared<std::ifstream>(path);
-    if (!*in)
-      throw InvalidRequestError(
-          Error(ErrorKind::invalid_request,
-                fmt::format("cannot open {}: no such file or unreadable", path)));
-  }
   struct State {
-    std::shared_ptr<std::istream> in;
+    State(const std::string& path, std::string n, JsonlRequestOptions o)
+        : in(path), name(std::move(n)), options(std::move(o)) {}
+    detail::LineReader in;
     std::string name;
     JsonlRequestOptions options;
-    size_t line_no = 0;
-    std::string line;
   };
-  auto st = std::make_shared<State>(
-      State{std::move(in), from_stdin ? "<stdin>" : path, std::move(options), 0, {}});
+  auto st = std::make_shared<State>(path, from_stdin ? "<stdin>" : path, std::move(options));
   auto next = [st]() -> std::optional<SourceItem> {
-    while (std::getline(*st->in, st->line)) {
-      ++st->line_no;
-      if (st->line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      json record = json::parse(st->line, nullptr, false);
-      SourceItem item =
-          record.is_discarded()
-              ? SourceItem{json(), json(),
-                           "not valid JSON: " + detail::describe_parse_error(st->line)}
-              : detail::request_from_record(std::move(record), st->options.system);
-      if (!item.error.empty()) {
-        item.error = fmt::format("{}:{}: {}", st->name, st->line_no, item.error);
-        if (st->options.on_bad_line) st->options.on_bad_line(item.error);
-      }
-      return item;
+    std::string_view line;
+    if (!st->in.next(line)) return std::nullopt;
+    json record = json::parse(line.begin(), line.end(), nullptr, false);
+    SourceItem item =
+        record.is_discarded()
+            ? SourceItem{json(), json(),
+                         "not valid JSON: " + detail::describe_parse_error(std::string(line))}
+            : detail::request_from_record(std::move(record), st->options.system);
+    if (!item.error.empty()) {
+      item.error = fmt::format("{}:{}: {}", st->name, st->in.line_no(), item.error);
+      if (st->options.on_bad_line) st->options.on_bad_line(item.error);
     }
-    return std::nullopt;
+    return item;
   };
   if (from_stdin) return MessageSource(std::move(next));
   // A file can be passed over line by line without parsing, and read again: a resumed batch
   // sends new work first and checks restored lines on a second reader.
-  auto skip = [st]() {
-    while (std::getline(*st->in, st->line)) {
-      ++st->line_no;
-      if (st->line.find_first_not_of(" \t\r") != std::string::npos) return true;
-    }
-    return false;
+  auto skip = [st] {
+    std::string_view line;
+    return st->in.next(line);
   };
   MessageSource source(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));

@@ -51,9 +51,10 @@ bool expect(std::string_view s, size_t& pos, std::string_view text) {
 // first unescaped `"finish_reason":"` is the record's own.
 void read_fast_usage(std::string_view line, RecordRef& ref) {
   constexpr std::string_view kFinish = R"("finish_reason":")";
-  size_t pos = line.find(kFinish);
-  if (pos == std::string_view::npos) return;
-  pos += kFinish.size();
+  // memmem: a record is mostly text full of quotes, where a search by first character crawls.
+  const void* at = ::memmem(line.data(), line.size(), kFinish.data(), kFinish.size());
+  if (!at) return;
+  size_t pos = static_cast<size_t>(static_cast<const char*>(at) - line.data()) + kFinish.size();
   while (pos < line.size() && line[pos] != '"') pos += line[pos] == '\\' ? 2 : 1;
   ++pos;
   uint64_t prompt = 0, completion = 0, total = 0;

@@ -16,6 +16,9 @@ class Progress {
   // `rate`: the client's current rate cap (requests/s), shown when finite.
   Progress(std::optional<size_t> total, std::function<double()> rate);
   void update(const BatchSummary& s, size_t in_flight, bool force = false);
+  // The total, learnt after the start (counting a big input waits until the first requests
+  // are out).
+  void set_total(size_t total) { total_ = total; }
   void finish(const BatchSummary& s);
 
   // The status line itself (tested without a terminal).

@@ -138,6 +138,8 @@ RefSorter::~RefSorter() = default;
 
 void RefSorter::add(const RecordRef& ref) {
   if (buffer_.capacity() == 0) buffer_.reserve(std::min<size_t>(chunk_, 4096));
+  if (last_index_ && ref.index <= *last_index_) in_order_ = false;
+  last_index_ = ref.index;
   buffer_.push_back(ref);
   if (buffer_.size() >= chunk_) spill_chunk();
 }
@@ -145,8 +147,9 @@ void RefSorter::add(const RecordRef& ref) {
 void RefSorter::spill_chunk() {
   if (buffer_.empty()) return;
   if (!spill_) spill_ = std::make_shared<RefSpill>(dir_);
-  resolve_records(buffer_);
+  if (!in_order_) resolve_records(buffer_);
   spill_->write(buffer_.data(), buffer_.size(), spill_end_);
+  spilled_ += buffer_.size();
   runs_.push_back({spill_end_, buffer_.size()});
   spill_end_ += buffer_.size() * sizeof(RecordRef);
   buffer_.clear();
@@ -209,7 +212,7 @@ RefSorter::Run RefSorter::merge(const std::vector<Run>& runs) {
 SortedRefs RefSorter::finish() {
   SortedRefs out;
   if (!spill_) {
-    resolve_records(buffer_);
+    if (!in_order_) resolve_records(buffer_);
     buffer_.shrink_to_fit();
     out.count_ = buffer_.size();
     out.memory_ = std::make_shared<const std::vector<RecordRef>>(std::move(buffer_));
@@ -218,7 +221,14 @@ SortedRefs RefSorter::finish() {
   }
   spill_chunk();
   std::vector<RecordRef>().swap(buffer_);
-  // Merge kFanIn runs at a time until one is left.
+  if (in_order_) {  // the runs, one after the other, are sorted and unique already
+    out.spill_ = spill_;
+    out.spill_offset_ = 0;
+    out.count_ = spilled_;
+    return out;
+  }
+  // Merge kFanIn runs at a time until one is left. (Chunks spilled while the references were
+  // still in order were not sorted, and need not be: they are.)
   while (runs_.size() > 1) {
     std::vector<Run> next;
     for (size_t i = 0; i < runs_.size(); i += kFanIn) {

@@ -80,6 +80,11 @@ class RefSorter {
 
   std::string dir_;
   size_t chunk_;
+  // Every reference so far above the one before (a compacted file): chunks need no sorting, and
+  // the runs they spill to follow each other already — no merge.
+  bool in_order_ = true;
+  std::optional<uint64_t> last_index_;
+  uint64_t spilled_ = 0;
   std::vector<RecordRef> buffer_;
   std::shared_ptr<RefSpill> spill_;
   uint64_t spill_end_ = 0;

@@ -121,7 +121,10 @@ json BatchRunner::metadata_for(size_t index) const {
 void BatchRunner::prepare() {
   prepared_ = true;
   start_ = Clock::now();
-  if (options_.show_progress) expected_total();  // while the source is still ours to ask
+  // The source's size is counted for the progress display once the first requests are out
+  // (see next()): it is one more pass over the input.
+  if (options_.show_progress && !inputs_ && !total_ && source_.knows_size())
+    size_of_source_ = [source = source_] { return source.size(); };
   if (inputs_) {
     reader_ = std::make_unique<VectorReader>(*inputs_);
   } else {
@@ -680,6 +683,11 @@ bool BatchRunner::next(std::vector<BatchResultItem>& out) {
   for (;;) {
     poll_stop();
     dispatch();
+    if (size_of_source_) {
+      total_ = size_of_source_();
+      size_of_source_ = nullptr;
+      if (progress_) progress_->set_total(*total_);
+    }
     while (!ready_.empty() && out.size() < options_.batch_size) {
       out.push_back(std::move(ready_.front()));
       ready_.pop_front();

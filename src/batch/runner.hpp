@@ -9,6 +9,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -108,6 +109,7 @@ class BatchRunner {
   MessageSource source_;
   const std::vector<json>* inputs_ = nullptr;
   std::optional<size_t> total_;
+  std::function<size_t()> size_of_source_;  // counted after the first dispatch
   size_t window_;
   static constexpr size_t kLookahead = 64;
 

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "batch/journal.hpp"
+#include "batch/line_reader.hpp"
 #include "batch/output_file.hpp"
 #include "batch/ref_sort.hpp"
 #include "core/file_io.hpp"
@@ -141,6 +142,31 @@ TEST(LooksLikeCheckpoint, OnlyARecordOrTheStartOfOne) {
   EXPECT_FALSE(looks_like_checkpoint("{\"index\":x"));
   EXPECT_FALSE(looks_like_checkpoint("{\"index\":3,\"status\":\"maybe"));
   EXPECT_FALSE(looks_like_checkpoint("notes without a newline"));
+}
+
+TEST_F(Checkpoint, LineReaderYieldsNonBlankLinesWithTheirNumbers) {
+  const std::string long_line(600 << 10, 'x');  // longer than a read block
+  write("first\n\n  \t\r\nsecond\r\n" + long_line + "\nlast without newline");
+  LineReader in(path_);
+  std::string_view line;
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "first");
+  EXPECT_EQ(in.line_no(), 1u);
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "second\r");
+  EXPECT_EQ(in.line_no(), 4u);
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, long_line);
+  EXPECT_EQ(in.line_no(), 5u);
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "last without newline");
+  EXPECT_EQ(in.line_no(), 6u);
+  EXPECT_FALSE(in.next(line));
+  EXPECT_FALSE(in.next(line));
+  write("\n\n");
+  LineReader blank(path_);
+  EXPECT_FALSE(blank.next(line));
+  EXPECT_THROW(LineReader(dir_ + "/missing.jsonl"), InvalidRequestError);
 }
 
 TEST(ParentDirectory, OfPathsAndBareNames) {
