@@ -1,4 +1,4 @@
-// The command's configuration (SPEC §14): the YAML file, the environment and the flags, and
+// The command's configuration: the YAML file, the environment and the flags, and
 // which endpoint they pick. Pure apart from reading the file and the environment (both also
 // injectable), so the precedence rules are unit-tested.
 //

@@ -65,7 +65,7 @@ Session open_session(const CommonOptions& o,
 // Provider by name: auto | openai | gemini | claude (ConfigError otherwise).
 Provider parse_provider(const std::string& name);
 
-// Runs a command body, mapping what escapes it to the exit codes (SPEC §14) with the error on
+// Runs a command body, mapping what escapes it to the exit codes with the error on
 // stderr prefixed "flexllm <command>: ".
 int run_guarded(const char* command, const std::function<int()>& body);
 

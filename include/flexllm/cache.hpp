@@ -1,4 +1,4 @@
-// The response cache (SPEC §7): repeated requests cost nothing, across calls, processes (ipc) and
+// The response cache: repeated requests cost nothing, across calls, processes (ipc) and
 // machines (redis). Keys are correct by construction: a hash of everything that decides the reply
 // (endpoint, model, messages with images by content, every output-affecting option).
 #pragma once

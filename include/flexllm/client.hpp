@@ -20,7 +20,7 @@
 
 namespace flexllm {
 
-// How an OpenAI-compatible server is told to think (SPEC §9). `automatic` picks by host:
+// How an OpenAI-compatible server is told to think. `automatic` picks by host:
 // api.openai.com, ollama (:11434) -> reasoning_effort; dashscope, siliconflow -> enable_thinking;
 // deepseek, bigmodel, volces -> thinking_object; anything else -> chat_template_kwargs.
 enum class ThinkingStyle {
@@ -96,8 +96,10 @@ class ChatClient {
                                      const RequestOptions& options = {});
   // Runs every request within the limits and returns items aligned with the input (items[i] is
   // messages_list[i]). Per-item failures never throw; with an output_file the run is
-  // checkpointed and a rerun resumes (SPEC §6). Throws InvalidRequestError before any request for
-  // a metadata_list of the wrong length or an output file that cannot be written.
+  // checkpointed and a rerun resumes. Throws InvalidRequestError before any request for a
+  // metadata_list of the wrong length, and CheckpointError for an output file that cannot be
+  // used (before any request: locked, not a checkpoint, another job's) or written (docs/
+  // checkpoint.md).
   BatchResult chat_completions_batch(const std::vector<json>& messages_list,
                                      const BatchOptions& options = {});
   // The same over a lazy source (e.g. jsonl_messages(path)): input-aligned items without the

@@ -1,4 +1,4 @@
-// The typed errors single calls throw (SPEC §2). Each says what failed, at which endpoint, and
+// The typed errors single calls throw. Each says what failed, at which endpoint, and
 // whether retrying could help; none ever contains an API key.
 #pragma once
 

@@ -1,4 +1,4 @@
-// LLMClientPool: one client over several endpoints (SPEC §8) — load balancing, health with a
+// LLMClientPool: one client over several endpoints — load balancing, health with a
 // half-open probe, fail-over of failed attempts, and batches distributed by free capacity.
 #pragma once
 

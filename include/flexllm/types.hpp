@@ -42,7 +42,7 @@ struct ToolCall {
 };
 
 // Thinking ("reasoning") control: true/false, a level ("minimal", "low", "medium", "high"), or a
-// token budget. Mapped per provider and thinking style (README, SPEC §9).
+// token budget. Mapped per provider and thinking style (README).
 using Thinking = std::variant<bool, std::string, int>;
 
 namespace detail {

@@ -1,4 +1,4 @@
-// The JSONL input forms of jsonl_requests() (SPEC §14): one record to one request. Pure.
+// The JSONL input forms of jsonl_requests(): one record to one request. Pure.
 #pragma once
 
 #include <string>

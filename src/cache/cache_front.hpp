@@ -1,4 +1,4 @@
-// The cache front (SPEC §7): what the client, the batch runner and the stream path talk to. Above
+// The cache front: what the client, the batch runner and the stream path talk to. Above
 // the stores (store.hpp) it adds the single-flight table, hit/miss counting, and a writer thread,
 // so that neither the caller's nor the I/O thread ever waits for a database or Redis write.
 //

@@ -1,4 +1,4 @@
-// The response cache's key of a request (SPEC §7): a hash of the canonical JSON of everything that
+// The response cache's key of a request: a hash of the canonical JSON of everything that
 // decides the reply — provider, endpoint, model, messages, output-affecting options — and a schema
 // version. Computed once per request on the caller's thread.
 #pragma once

@@ -1,4 +1,4 @@
-// The response cache's stored value (SPEC §7): the parts of a ChatResult that a cached call
+// The response cache's stored value: the parts of a ChatResult that a cached call
 // returns — content, reasoning, tool calls, usage, finish_reason — in a compact versioned binary
 // form that every backend stores as opaque bytes.
 #pragma once

@@ -1,4 +1,4 @@
-// The `redis` cache store (SPEC §7, store.hpp): entries shared by machines, one Redis key per
+// The `redis` cache store (store.hpp): entries shared by machines, one Redis key per
 // entry ("flexllm:v1:<hex>"), expiry by Redis itself. One blocking hiredis connection guarded by a
 // mutex: lookups are one MGET and writes one pipeline, so a connection per thread would buy little.
 // Redis being down must never stall or break the client: a failure drops the connection, and

@@ -1,4 +1,4 @@
-// The `ipc` cache store (SPEC §7, store.hpp): one SQLite database per cache directory, opened by
+// The `ipc` cache store (store.hpp): one SQLite database per cache directory, opened by
 // every process of the host that uses that directory. WAL mode lets lookups read a snapshot while
 // one writer at a time commits, so the store keeps one write connection (the cache's writer
 // thread is its only heavy user) and a small pool of read connections: a write waiting for

@@ -1,4 +1,4 @@
-// Response cache storage (SPEC §7): where encoded cache values live. Three backends behind one
+// Response cache storage: where encoded cache values live. Three backends behind one
 // interface — `local` (in-process sharded LRU), `ipc` (SQLite in WAL mode, shared by the processes
 // of a host), `redis` (shared by machines). The cache front (single-flight, key function, stats,
 // the writer thread) sits above this in response_cache.hpp; stores only map keys to bytes.

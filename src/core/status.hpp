@@ -1,4 +1,4 @@
-// Which HTTP statuses are worth another attempt (SPEC §4): the one list the retry policy and the
+// Which HTTP statuses are worth another attempt: the one list the retry policy and the
 // providers' in-band error codes share.
 #pragma once
 

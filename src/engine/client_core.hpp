@@ -58,7 +58,7 @@ class Job : public Transfer {
   // (a batch record takes its input text from it).
   std::string body;
   bool return_raw = false;
-  bool thinking_requested = false;  // for the hint on a 400 (SPEC §9)
+  bool thinking_requested = false;  // for the hint on a 400
   std::optional<std::chrono::milliseconds> timeout{};
   uint64_t id = 0;
   CacheTicket cache{};  // where the outcome goes in the response cache

@@ -1,4 +1,4 @@
-// The retry policy and the rate controller (SPEC §4): pure functions of their inputs and the
+// The retry policy and the rate controller: pure functions of their inputs and the
 // time, unit-tested without sockets. One source of truth for both.
 #pragma once
 

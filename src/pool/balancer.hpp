@@ -1,4 +1,4 @@
-// The pool's choice of endpoint and its health bookkeeping (SPEC §8): load-balancing strategies,
+// The pool's choice of endpoint and its health bookkeeping: load-balancing strategies,
 // consecutive-failure health with a half-open probe, fail-over avoidance, and admission for a
 // distributed batch. Pure: no I/O, no threads, the time is an argument. Called on the I/O loop
 // only, so it has no locking.

@@ -1,5 +1,5 @@
 // The OpenAI-compatible dialect: OpenAI, DeepSeek, Qwen/DashScope, vLLM, SGLang, Ollama,
-// OpenRouter, llama.cpp… (SPEC §9). Request bodies are written by hand and replies parsed with
+// OpenRouter, llama.cpp…. Request bodies are written by hand and replies parsed with
 // simdjson: this is the hot path of every call.
 #pragma once
 

@@ -27,9 +27,9 @@ struct Endpoint {
   ThinkingStyle thinking_style = ThinkingStyle::chat_template_kwargs;  // never automatic
 };
 
-// Picks the provider from a base URL (SPEC §1.1).
+// Picks the provider from a base URL.
 Provider detect_provider(std::string_view base_url);
-// Picks an OpenAI-compatible server's thinking style from its base URL (SPEC §9).
+// Picks an OpenAI-compatible server's thinking style from its base URL.
 ThinkingStyle detect_thinking_style(std::string_view base_url);
 
 // A stream decoder: one per streamed request. It is fed the HTTP body's bytes as they arrive and
