@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# batch_bench.sh: the batch scenarios of ../shared/bench/README.md for flexllm's batch runner,
-# against the shared nginx fixed-response server (CPU 0; batch_bench on CPU 1).
+# batch_bench.sh: the batch scenarios (S1 checkpoint cost, S3 memory, pool) for flexllm's batch
+# runner, against the fixed-response nginx of bench/nginx/nginx.conf (CPU 0; batch_bench on CPU 1).
 #
 #   S1 checkpoint cost: N=20 000, C=100, chat_completions_batch without and with an output file,
 #      in ROUNDS alternating pairs (the order flips every round). Medians of req/s and of CPU µs
@@ -13,8 +13,8 @@
 #      pool's routing overhead as the median per-round ratio to the single client.
 #
 # Usage: bench/batch_bench.sh [--scenario s1|s3|pool|all]
-# Env: ROUNDS (15), BATCH_BENCH (build/release/bench/batch_bench), BENCH_DIR (../shared/bench
-#      from the repo root), S1_N (20000), S1_C (100), S3_N (200000).
+# Env: ROUNDS (15), BATCH_BENCH (build/release/bench/batch_bench), S1_N (20000), S1_C (100),
+#      S3_N (200000).
 # Needs: nginx taskset curl (Debian packages nginx util-linux curl).
 # Progress goes to stderr; a markdown block for bench/RESULTS.md goes to stdout.
 # Exit status: 0 if every run succeeded, 1 otherwise, 2 on bad usage.
@@ -48,7 +48,6 @@ S1_N=${S1_N:-20000}
 S1_C=${S1_C:-100}
 S3_N=${S3_N:-200000}
 BATCH_BENCH=${BATCH_BENCH:-$REPO_ROOT/build/release/bench/batch_bench}
-BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/../shared/bench}
 need_posint ROUNDS S1_N S1_C S3_N
 need_tools nginx taskset curl
 [[ -x $BATCH_BENCH ]] || die "$BATCH_BENCH is missing: build it (cmake --build build/release)"

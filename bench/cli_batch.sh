@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_batch.sh: what the `flexllm batch` command adds on top of the library's batch, against the
-# shared nginx fixed-response server (CPU 0; the client on CPU 1).
+# fixed-response nginx of bench/nginx/nginx.conf (CPU 0; the client on CPU 1).
 #
 #   N prompt records ({"id": …, "prompt": "…"}) in a JSONL file; in ROUNDS alternating pairs:
 #     library  batch_bench --iter --input IN_MSG --output OUT -c C  (iter_chat_completions_batch
@@ -13,7 +13,7 @@
 #
 # Usage: bench/cli_batch.sh
 # Env: ROUNDS (7), N (100000), C (100), FLEXLLM_BIN (build/release/apps/flexllm/flexllm),
-#      BATCH_BENCH (build/release/bench/batch_bench), BENCH_DIR (../shared/bench from the repo root).
+#      BATCH_BENCH (build/release/bench/batch_bench).
 # Needs: nginx taskset curl /usr/bin/time (Debian packages nginx util-linux curl time).
 # Progress goes to stderr; a markdown block for bench/RESULTS.md goes to stdout.
 # Exit status: 0 if every run succeeded, 1 otherwise, 2 on bad usage.
@@ -30,8 +30,6 @@ N=${N:-100000}
 C=${C:-100}
 FLEXLLM_BIN=${FLEXLLM_BIN:-$REPO_ROOT/build/release/apps/flexllm/flexllm}
 BATCH_BENCH=${BATCH_BENCH:-$REPO_ROOT/build/release/bench/batch_bench}
-BENCH_DIR=${BENCH_DIR:-$REPO_ROOT/../shared/bench}
-BENCH_DIR="$(cd "$BENCH_DIR" && pwd)" # nginx -c wants an absolute path
 need_posint ROUNDS N C
 need_tools nginx taskset curl awk
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (Debian package time)"

@@ -7,13 +7,13 @@
 # It defines functions and constants only; bench_setup creates $TMP and installs the traps.
 #
 # Globals it sets: REPO_ROOT, NGINX_PORT, and (bench_setup) TMP, PIDS; start_nginx sets NGINX_PID.
-# Globals it reads: BENCH_NAME (message prefix, temp dir name), BENCH_DIR (start_nginx),
-#   NGINX_CONF (default $BENCH_DIR/nginx/nginx.conf), MEDIAN_NONE (median's "no value", n/a).
+# Globals it reads: BENCH_NAME (message prefix, temp dir name),
+#   NGINX_CONF (default bench/nginx/nginx.conf), MEDIAN_NONE (median's "no value", n/a).
 
 # shellcheck disable=SC2034 # REPO_ROOT and NGINX_PORT are for the sourcing script
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_NAME="${BENCH_NAME:-$(basename "$0" .sh)}"
-NGINX_PORT=18080 # fixed by $BENCH_DIR/nginx/nginx.conf
+NGINX_PORT=18080 # fixed by bench/nginx/nginx.conf
 
 # --- messages -----------------------------------------------------------------------------------
 log() { printf '%s\n' "$*" >&2; }
@@ -115,10 +115,10 @@ wait_http() { # wait_http URL PID NAME: HTTP 200 readiness, 100 x 0.1 s
   poll_ready 100 "$2" "$3" http_ok "$1" || die "$3 does not answer $1 after 10 s"
 }
 
-# start_nginx: the shared fixed-response nginx on CPU 0 (127.0.0.1:$NGINX_PORT), run dir under
+# start_nginx: the fixed-response nginx (bench/nginx/nginx.conf, or $NGINX_CONF) on CPU 0 (127.0.0.1:$NGINX_PORT), run dir under
 # $TMP, ready once GET /v1/models answers 200; sets NGINX_PID. Needs curl.
 start_nginx() {
-  local run="$TMP/nginx-run" conf="${NGINX_CONF:-$BENCH_DIR/nginx/nginx.conf}"
+  local run="$TMP/nginx-run" conf="${NGINX_CONF:-$REPO_ROOT/bench/nginx/nginx.conf}"
   if port_open "$NGINX_PORT"; then
     die "127.0.0.1:$NGINX_PORT is already in use (another benchmark?); stop that server first"
   fi

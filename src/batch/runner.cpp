@@ -717,7 +717,11 @@ bool BatchRunner::next(std::vector<BatchResultItem>& out) {
     std::vector<BatchResultItem> fresh;
     take_completions(fresh);
     for (auto& item : fresh) ready_.push_back(std::move(item));
-    if (progress_ && fresh.empty()) progress_->update(summary_, in_flight_);
+    if (progress_ && fresh.empty()) {  // nothing came back: retries and time still move
+      summary_.retries = inbox_->retries.load(std::memory_order_relaxed);
+      summary_.elapsed = Clock::now() - start_;
+      progress_->update(summary_, in_flight_);
+    }
   }
 }
 

@@ -133,7 +133,8 @@ t "flexllm models x "
 common=(--config --base-url --api-key --model --provider --timeout --retry-times --mock --mock-args --help)
 request=(--system --temperature --max-tokens --thinking)
 t "flexllm batch --" "${common[@]}" "${request[@]}" --output --concurrency --max-qps --adaptive \
-  --cache --no-cache --save-input --endpoints --load-balance --flush-interval --no-progress
+  --cache --no-cache --save-input --endpoints --load-balance --flush-interval --no-progress \
+  --overwrite --prune
 t "flexllm batch --no-" --no-cache --no-progress
 comp "flexllm batch -"
 expect_has "'flexllm batch -'" -m -o -c -h --output
