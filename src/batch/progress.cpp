@@ -56,10 +56,11 @@ void Progress::finish(const BatchSummary& s) {
   std::string errors;
   for (const auto& [kind, n] : s.errors) errors += fmt::format(" {}={}", kind, n);
   std::fprintf(stderr,
-               "batch: %zu items in %.2f s: %zu ok, %zu failed, %zu cached, %zu restored%s | "
-               "%.1f items/s | latency p50 %.3f s, p95 %.3f s, p99 %.3f s | %lld tokens%s%s\n",
+               "batch: %zu items in %.2f s: %zu ok, %zu failed, %zu cached, %zu restored%s, "
+               "%zu retries | %.1f items/s | latency p50 %.3f s, p95 %.3f s, p99 %.3f s | %lld "
+               "tokens%s%s\n",
                s.total, s.elapsed.count(), s.success, s.failed, s.cached, s.restored,
-               s.not_run ? fmt::format(", {} not run (stopped)", s.not_run).c_str() : "",
+               s.not_run ? fmt::format(", {} not run (stopped)", s.not_run).c_str() : "", s.retries,
                s.throughput, s.latency_p50, s.latency_p95, s.latency_p99,
                static_cast<long long>(s.usage.total_tokens),
                errors.empty() ? "" : " | errors:", errors.c_str());

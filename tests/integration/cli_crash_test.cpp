@@ -32,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_run.hpp"
 #include "flexllm/mock/server.hpp"
 
 namespace {
@@ -68,16 +69,6 @@ std::string read_file(const fs::path& p) {
 class Child {
  public:
   Child(const fs::path& dir, const fs::path& log_base, std::vector<std::string> args) {
-    args.insert(args.begin(), FLEXLLM_BIN);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env = {
-        "PATH=" + std::string(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"),
-        "HOME=" + (dir / "home").string()};
-    std::vector<char*> envp;
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
     out_path_ = log_base.string() + ".out";
     err_path_ = log_base.string() + ".err";
     posix_spawn_file_actions_t fa;
@@ -85,23 +76,13 @@ class Child {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const std::string cwd = dir.string();
-    posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     started_ = Clock::now();
-    int rc = posix_spawn(&pid_, FLEXLLM_BIN, &fa, &attr, argv.data(), envp.data());
+    pid_ = flexllm::test::spawn_flexllm(
+        std::move(args), flexllm::test::child_environment((dir / "home").string(), {}),
+        dir.string(), &fa);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      pid_ = -1;
-      ADD_FAILURE() << "posix_spawn " << FLEXLLM_BIN << ": " << std::strerror(rc);
+    if (pid_ < 0) {
+      ADD_FAILURE() << "posix_spawn " << FLEXLLM_BIN << " failed";
       return;
     }
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));

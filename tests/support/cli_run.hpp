@@ -33,21 +33,47 @@ struct CliResult {
   std::string err;
 };
 
+// The environment a child gets: PATH (ours), HOME (`home`, or /nonexistent) and `extra`.
+inline std::vector<std::string> child_environment(const std::string& home,
+                                                  const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env = {
+      "PATH=" + std::string(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"),
+      "HOME=" + (home.empty() ? std::string("/nonexistent") : home)};
+  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
+  return env;
+}
+
+// Starts the built command with `args` and `env`, in `cwd` ("" = ours), its standard streams as
+// `fa` sets them up, with default signal handling whatever the test runner set. Returns its pid,
+// or -1 with a test failure.
+inline pid_t spawn_flexllm(std::vector<std::string> args, std::vector<std::string> env,
+                           const std::string& cwd, posix_spawn_file_actions_t* fa) {
+  args.insert(args.begin(), FLEXLLM_BIN);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(fa, cwd.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, FLEXLLM_BIN, fa, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
+  return rc == 0 ? pid : -1;
+}
+
 // A running child; `finish()` feeds its stdin, collects its output and waits for it.
 class CliProcess {
  public:
   CliProcess(std::vector<std::string> args, const CliOptions& options) : options_(options) {
-    args.insert(args.begin(), FLEXLLM_BIN);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings = {
-        "PATH=" + std::string(std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin"),
-        "HOME=" + (options.home.empty() ? std::string("/nonexistent") : options.home)};
-    for (const auto& [k, v] : options.env) env_strings.push_back(k + "=" + v);
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
     int in[2], out[2], err[2];
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
       throw std::runtime_error("pipe failed");
@@ -56,26 +82,16 @@ class CliProcess {
     posix_spawn_file_actions_adddup2(&fa, in[0], 0);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, options.cwd.c_str());
-    // The child gets default signal handling whatever the test runner set.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawn(&pid_, FLEXLLM_BIN, &fa, &attr, argv.data(), envp.data());
+    pid_ = spawn_flexllm(std::move(args), child_environment(options.home, options.env), options.cwd,
+                         &fa);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
     close(in[0]);
     close(out[1]);
     close(err[1]);
     in_ = in[1];
     out_ = out[0];
     err_ = err[0];
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+    if (pid_ < 0) throw std::runtime_error("posix_spawn failed");
     deadline_ = std::chrono::steady_clock::now() + options.limit;
     input_ = options.stdin_text;
   }
