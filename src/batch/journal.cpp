@@ -46,25 +46,31 @@ bool expect(std::string_view s, size_t& pos, std::string_view text) {
   return true;
 }
 
-// The usage format_record() writes right after finish_reason. Only our own prefix is trusted:
-// before it come only strings (output, reasoning, tool calls), in which a quote is escaped, so the
-// first unescaped `"finish_reason":"` is the record's own.
-void read_fast_usage(std::string_view line, RecordRef& ref) {
+// The usage format_record() writes right after the key (`rest` starts there); records of earlier
+// versions had it after finish_reason. Only our own prefix is trusted: before finish_reason come
+// only strings (output, reasoning, tool calls), in which a quote is escaped, so the first
+// unescaped `"finish_reason":"` is the record's own.
+bool read_usage_at(std::string_view line, size_t pos, RecordRef& ref) {
+  uint64_t prompt = 0, completion = 0, total = 0;
+  if (!(expect(line, pos, R"(,"usage":{"prompt_tokens":)") && read_uint(line, pos, prompt) &&
+        expect(line, pos, R"(,"completion_tokens":)") && read_uint(line, pos, completion) &&
+        expect(line, pos, R"(,"total_tokens":)") && read_uint(line, pos, total)))
+    return false;
+  ref.prompt_tokens = clamp32(prompt);
+  ref.completion_tokens = clamp32(completion);
+  ref.total_tokens = clamp32(total);
+  return true;
+}
+
+void read_fast_usage(std::string_view rest, RecordRef& ref) {
+  if (read_usage_at(rest, 0, ref)) return;
   constexpr std::string_view kFinish = R"("finish_reason":")";
   // memmem: a record is mostly text full of quotes, where a search by first character crawls.
-  const void* at = ::memmem(line.data(), line.size(), kFinish.data(), kFinish.size());
+  const void* at = ::memmem(rest.data(), rest.size(), kFinish.data(), kFinish.size());
   if (!at) return;
-  size_t pos = static_cast<size_t>(static_cast<const char*>(at) - line.data()) + kFinish.size();
-  while (pos < line.size() && line[pos] != '"') pos += line[pos] == '\\' ? 2 : 1;
-  ++pos;
-  uint64_t prompt = 0, completion = 0, total = 0;
-  if (expect(line, pos, R"(,"usage":{"prompt_tokens":)") && read_uint(line, pos, prompt) &&
-      expect(line, pos, R"(,"completion_tokens":)") && read_uint(line, pos, completion) &&
-      expect(line, pos, R"(,"total_tokens":)") && read_uint(line, pos, total)) {
-    ref.prompt_tokens = clamp32(prompt);
-    ref.completion_tokens = clamp32(completion);
-    ref.total_tokens = clamp32(total);
-  }
+  size_t pos = static_cast<size_t>(static_cast<const char*>(at) - rest.data()) + kFinish.size();
+  while (pos < rest.size() && rest[pos] != '"') pos += rest[pos] == '\\' ? 2 : 1;
+  read_usage_at(rest, pos + 1, ref);
 }
 
 std::string optional_text(simdjson::dom::element doc, const char* field) {
@@ -282,6 +288,22 @@ void append_record(std::string& out, const BatchResultItem& item, const RecordKe
   out.push_back('"');
   if (ok && item.result) {
     const ChatResult& r = *item.result;
+    // Usage first, right after the key: a resume reads it with the record's first bytes.
+    if (r.usage) {
+      // Numbers by hand: a record is written per item, and fmt's general path costs more than
+      // the rest of the record together.
+      out.append(R"(,"usage":{"prompt_tokens":)");
+      append_int(out, r.usage->prompt_tokens);
+      out.append(R"(,"completion_tokens":)");
+      append_int(out, r.usage->completion_tokens);
+      out.append(R"(,"total_tokens":)");
+      append_int(out, r.usage->total_tokens);
+      if (r.usage->reasoning_tokens) {
+        out.append(R"(,"reasoning_tokens":)");
+        append_int(out, *r.usage->reasoning_tokens);
+      }
+      out.push_back('}');
+    }
     out.append(R"(,"output":)");
     append_json_string(out, r.content);
     if (r.reasoning) {
@@ -304,21 +326,6 @@ void append_record(std::string& out, const BatchResultItem& item, const RecordKe
     }
     out.append(R"(,"finish_reason":)");
     append_json_string(out, r.finish_reason);
-    if (r.usage) {
-      // Numbers by hand: a record is written per item, and fmt's general path costs more than
-      // the rest of the record together.
-      out.append(R"(,"usage":{"prompt_tokens":)");
-      append_int(out, r.usage->prompt_tokens);
-      out.append(R"(,"completion_tokens":)");
-      append_int(out, r.usage->completion_tokens);
-      out.append(R"(,"total_tokens":)");
-      append_int(out, r.usage->total_tokens);
-      if (r.usage->reasoning_tokens) {
-        out.append(R"(,"reasoning_tokens":)");
-        append_int(out, *r.usage->reasoning_tokens);
-      }
-      out.push_back('}');
-    }
     out.append(R"(,"attempts":)");
     append_int(out, r.attempts);
   } else {

@@ -101,6 +101,16 @@ TEST(RecordLineParse, ReadsTheHeaderAndUsageOfOurOwnFormat) {
   EXPECT_EQ(ref.completion_tokens, 7u);
   EXPECT_EQ(ref.total_tokens, 12u);
 
+  // Records of earlier versions had usage after finish_reason.
+  const std::string older = R"({"index":8,"status":"success","key":")" + key_hex(key_of(8)) +
+                            R"(","output":"say \"finish_reason\":\"x\"","finish_reason":"stop",)"
+                            R"("usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5},)"
+                            R"("attempts":1,"latency":0.1})";
+  ASSERT_TRUE(parse_record_line(older, ref, parser));
+  EXPECT_EQ(ref.index, 8u);
+  EXPECT_EQ(ref.total_tokens, 5u);
+  EXPECT_EQ(ref.completion_tokens, 3u);
+
   ASSERT_TRUE(parse_record_line(format_record(error_item(3), key_of(3), ""), ref, parser));
   EXPECT_EQ(ref.index, 3u);
   EXPECT_FALSE(ref.success);
