@@ -8,7 +8,7 @@
 #      process start to the first new request reaching nginx (nginx logs each arrival's $msec),
 #      the wall time of the whole run, and its peak RSS. Next to it, the library's figure for the
 #      same shape: batch_bench -n DONE+NEW --prefill DONE (a vector of inputs; its time from the
-#      batch's start to the first new answer).
+#      batch's start to its first request, which is a new one).
 #   B. memory: fresh runs of N items for each N in $SIZES: the command's peak RSS and wall time.
 #
 # Usage: bench/resume_bench.sh
@@ -117,7 +117,7 @@ cat <<MD
 Command: \`ROUNDS=$ROUNDS DONE_LIST="$DONE_LIST" NEW=$NEW SIZES="$SIZES" C=$C bench/resume_bench.sh\`
 (nginx fixed reply, bench/nginx/nginx.conf, on CPU 0; the client on CPU 1)
 
-| done + new | command: first new request after process start, s (median; runs) | command wall s | command peak RSS MB | library (batch_bench --prefill): first new answer after batch start, s |
+| done + new | command: first new request after process start, s (median; runs) | command wall s | command peak RSS MB | library (batch_bench --prefill, a vector of inputs): first new request after the batch starts, s |
 |---|---|---|---|---|
 ${resume_rows}
 | fresh run of N items | wall s (median) | peak RSS MB (median; runs) |
