@@ -33,10 +33,10 @@ enum class ThinkingStyle {
 
 const char* to_string(ThinkingStyle style) noexcept;
 
-// Which HTTP implementation carries a client's requests. `automatic`: the native HTTP/1.1
-// transport for http:// endpoints reached without a proxy (self-hosted servers: the fastest
-// path), libcurl for everything else (TLS, HTTP/2 multiplexing, proxies). `native` requires an
-// http:// base_url.
+// Which HTTP implementation carries a client's requests. `automatic`: the native transports for
+// endpoints reached without a proxy — HTTP/1.1 keep-alive for http://, TLS + HTTP/2 for https://
+// (a server answering with HTTP/1.1 only is handed to libcurl) — and libcurl for proxies.
+// `native` insists on the native transports; `curl` uses libcurl for everything.
 enum class Transport { automatic, curl, native };
 
 struct ClientConfig {
@@ -62,7 +62,13 @@ struct ClientConfig {
   std::optional<std::string> proxy{};
   ThinkingStyle thinking_style = ThinkingStyle::automatic;
   std::map<std::string, std::string> headers{};  // extra HTTP headers on every request
+  // TLS: verify the server's certificate chain and name (against the system's CAs, or those of
+  // SSL_CERT_FILE / SSL_CERT_DIR, plus `ca_cert`); present a client certificate when a gateway
+  // asks for one (mTLS).
   bool verify_tls = true;
+  std::string ca_cert{};      // PEM file of extra CAs to trust (e.g. a company's own)
+  std::string client_cert{};  // PEM certificate (chain) for mTLS
+  std::string client_key{};   // its private key (PEM); "" = in client_cert
   Transport transport = Transport::automatic;
   // Response cache: off by default; ResponseCacheConfig::ipc() / local() / redis(url) turn it on.
   ResponseCacheConfig cache{};

@@ -1,5 +1,8 @@
 #include "engine/client_core.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <random>
@@ -33,16 +36,33 @@ std::string seconds_text(std::chrono::milliseconds ms) {
 
 constexpr const char* kUserAgent = "flexllm/" FLEXLLM_VERSION_STRING;
 
-// The native transport carries cleartext HTTP/1.1 without a proxy; curl does the rest.
+// The native transports carry what goes without a proxy (HTTP/1.1 for http://, TLS + HTTP/2 for
+// https://); curl does the rest.
 bool use_native(const ClientConfig& c, std::string_view base_url) {
   if (c.transport != Transport::automatic) return c.transport == Transport::native;
-  if (!base_url.starts_with("http://")) return false;
+  const bool https = base_url.starts_with("https://");
+  if (!https && !base_url.starts_with("http://")) return false;
   if (c.proxy) return c.proxy->empty();
-  for (const char* var : {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"}) {
+  const char* const http_vars[] = {"http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"};
+  const char* const https_vars[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  for (const char* var : https ? https_vars : http_vars) {
     const char* v = std::getenv(var);
     if (v && *v) return false;  // curl applies the proxy (and NO_PROXY)
   }
   return true;
+}
+
+// "Name: value" lines as HTTP/2 headers (lowercase names).
+void add_h2_header(std::vector<H2Header>& out, std::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return;
+  std::string name(line.substr(0, colon));
+  for (char& c : name)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  if (name.empty() || value.empty()) return;  // e.g. "Expect:", which only curl needs
+  out.push_back({std::move(name), std::string(value)});
 }
 
 std::optional<double> effective_max_qps(const ClientConfig& c, Provider provider) {
@@ -134,7 +154,22 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
     headers = curl_slist_append(headers, (name + ": " + value).c_str());
   headers = curl_slist_append(headers, "Expect:");  // never wait for 100-continue
   headers_.reset(headers);
-  if (use_native(config_, endpoint_.base_url)) {
+  if (https_ && use_native(config_, endpoint_.base_url)) {
+    auto tls = TlsContext::get({.verify = config_.verify_tls,
+                                .ca_file = config_.ca_cert,
+                                .client_cert = config_.client_cert,
+                                .client_key = config_.client_key});
+    h2_ = resolve_h2_target(endpoint_.base_url, std::move(tls));
+    if (!h2_ && config_.transport == Transport::native)
+      throw InvalidRequestError(Error(ErrorKind::invalid_request,
+                                      "ClientConfig.transport: native needs a base_url whose host "
+                                      "resolves (got " +
+                                          endpoint_.base_url + ")"));
+    for (const std::string& h : adapter_->headers(endpoint_)) add_h2_header(h2_headers_, h);
+    for (const auto& [name, value] : config_.headers)
+      add_h2_header(h2_headers_, name + ": " + value);
+    add_h2_header(h2_headers_, std::string("User-Agent: ") + kUserAgent);
+  } else if (use_native(config_, endpoint_.base_url)) {
     native_ = resolve_http1_target(endpoint_.base_url);
     if (!native_ && config_.transport == Transport::native)
       throw InvalidRequestError(Error(ErrorKind::invalid_request,
@@ -145,7 +180,8 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
       native_chat_head_ =
           native_head("POST", adapter_->chat_url(endpoint_, endpoint_.model, false));
   }
-  if (!native_) curl_setup();  // here, on the creating thread (see curl_setup)
+  // Here, on the creating thread (see curl_setup); an HTTPS endpoint may be handed to libcurl.
+  if (!native_) curl_setup();
   // Raw Loop pointers in these tasks: a task that held the Runtime could drop its last reference
   // on the loop thread, which cannot join itself.
   long connections = config_.concurrency_limit;
@@ -268,6 +304,7 @@ void ClientCore::start_attempt(Job* job) {
   job->abort_error_.reset();
   job->curl_error_[0] = '\0';
   if (job->mode == Job::Mode::stream) job->decoder_ = adapter_->make_stream_decoder(endpoint_);
+  if (h2_ && !h2_http1_) return start_h2(job);
   if (native_) return start_native(job);
 
   CURL* e = loop().acquire_easy();
@@ -296,6 +333,16 @@ void ClientCore::start_attempt(Job* job) {
   if (!config_.verify_tls) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  } else if (!config_.ca_cert.empty()) {
+    // Added to the store curl loaded (the system's), not instead of it: as on the native path.
+    curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, &ClientCore::add_ca_to_curl);
+    curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, this);
+  }
+  if (!config_.client_cert.empty()) {
+    curl_easy_setopt(e, CURLOPT_SSLCERT, config_.client_cert.c_str());
+    curl_easy_setopt(
+        e, CURLOPT_SSLKEY,
+        config_.client_key.empty() ? config_.client_cert.c_str() : config_.client_key.c_str());
   }
   if (config_.proxy) curl_easy_setopt(e, CURLOPT_PROXY, config_.proxy->c_str());
   curl_easy_setopt(e, CURLOPT_USERAGENT, kUserAgent);
@@ -317,6 +364,24 @@ void ClientCore::start_native(Job* job) {
   request.connect_timeout = config_.connect_timeout;
   watch_attempt(job);  // the native transport has no total timeout of its own
   loop().start_native(job, request);
+}
+
+CURLcode ClientCore::add_ca_to_curl(CURL*, void* ssl_ctx, void* self) {
+  const std::string& file = static_cast<ClientCore*>(self)->config_.ca_cert;
+  X509_STORE* store = SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx));
+  return X509_STORE_load_file(store, file.c_str()) == 1 ? CURLE_OK : CURLE_SSL_CACERT_BADFILE;
+}
+
+void ClientCore::start_h2(Job* job) {
+  H2Request request;
+  request.method = job->mode == Job::Mode::raw ? "GET" : "POST";
+  request.path = url_request_target(job->url);
+  request.headers = &h2_headers_;
+  request.body = job->body;
+  request.has_body = job->mode != Job::Mode::raw;
+  request.connect_timeout = config_.connect_timeout;
+  watch_attempt(job);  // the transport has no total timeout of its own
+  loop().start_h2(job, *h2_, request);
 }
 
 std::string ClientCore::native_head(std::string_view method, std::string_view url) const {
@@ -366,6 +431,16 @@ void ClientCore::complete_attempt(Job* job, CURLcode code) {
     job->easy = nullptr;
   }
   --in_flight_;
+  if (job->use_curl) {
+    // The server speaks HTTP/1.1 only: libcurl carries this endpoint from now on. The attempt
+    // never reached the server, so it does not count.
+    job->use_curl = false;
+    h2_http1_ = true;
+    --job->attempts_;
+    job->state_ = Job::State::queued;
+    queue_.push_front(job);
+    return pump();
+  }
 
   std::optional<Error> error;
   std::optional<ChatResult> result;

@@ -20,6 +20,7 @@
 #include "engine/policy.hpp"
 #include "flexllm/client.hpp"
 #include "providers/provider.hpp"
+#include "transport/h2.hpp"
 #include "transport/loop.hpp"
 
 namespace flexllm::detail {
@@ -150,6 +151,8 @@ class ClientCore {
   void deliver();
   void watch_attempt(Job* job);
   void start_native(Job* job);
+  void start_h2(Job* job);
+  static CURLcode add_ca_to_curl(CURL* easy, void* ssl_ctx, void* self);
   std::string native_head(std::string_view method, std::string_view url) const;
   Error transport_error(const Job& job, CURLcode code) const;
   Error http_error(const Job& job) const;
@@ -171,6 +174,9 @@ class ClientCore {
   bool https_ = false;
   std::optional<Http1Target> native_;  // set when requests go over the native transport
   std::string native_chat_head_;       // its request line and headers for chat requests
+  std::optional<H2Target> h2_;         // set when https:// requests go over the native transport
+  std::vector<H2Header> h2_headers_;   // their headers (besides pseudo-headers and length)
+  bool h2_http1_ = false;  // the server answered ALPN with http/1.1: libcurl carries it (loop)
   std::unique_ptr<ResponseCache> cache_;
 
   std::atomic<bool> closed_{false};

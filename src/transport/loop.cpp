@@ -1,5 +1,6 @@
 #include "transport/loop.hpp"
 
+#include "transport/h2.hpp"
 #include "transport/native.hpp"
 
 #include <sys/epoll.h>
@@ -60,6 +61,8 @@ Loop::~Loop() {
   thread_.join();
   idle_.clear();
   connections_.clear();  // closes the native connections
+  h2_connections_.clear();
+  h2_pools_.clear();
   retired_.clear();
   for (CURL* e : free_easy_) curl_easy_cleanup(e);
   if (multi_) curl_multi_cleanup(multi_);
@@ -124,6 +127,24 @@ void Loop::start_native(Transfer* t, const NativeRequest& request) {
   c->start(t, request);
 }
 
+void Loop::start_h2(Transfer* t, const H2Target& target, const H2Request& request) {
+  std::unique_ptr<H2Pool>& pool = h2_pools_[target.key];
+  if (!pool) pool = std::make_unique<H2Pool>(*this, target);
+  pool->start(t, request);
+}
+
+void Loop::adopt(std::unique_ptr<H2Connection> c) {
+  H2Connection* raw = c.get();
+  h2_connections_.emplace(raw, std::move(c));
+}
+
+void Loop::release(H2Connection* c) {
+  auto it = h2_connections_.find(c);
+  if (it == h2_connections_.end()) return;
+  retire(std::move(it->second));
+  h2_connections_.erase(it);
+}
+
 void Loop::watch(int fd, IoHandler* handler, uint32_t events, bool added) {
   epoll_event ev{};
   ev.events = events;
@@ -143,6 +164,7 @@ void Loop::retire(std::unique_ptr<IoHandler> handler) {
 void Loop::abort(Transfer* t, CURLcode code) {
   if (!t->running) return;
   if (t->native) return t->native->abort(code);
+  if (t->h2) return t->h2->abort(t, code);
   curl_multi_remove_handle(multi_, t->easy);
   t->running = false;
   t->on_complete(code);

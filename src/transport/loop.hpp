@@ -40,6 +40,10 @@ class IoHandler {
 };
 
 class Http1Connection;
+class H2Pool;
+class H2Connection;
+struct H2Target;
+struct H2Request;
 
 // What a native transfer sends: the request line and headers (CRLF-terminated, without
 // Content-Length and the blank line, which the transport adds) and the body.
@@ -67,6 +71,11 @@ class Transfer {
 
   CURL* easy = nullptr;
   Http1Connection* native = nullptr;  // the connection a native transfer runs on
+  H2Pool* h2 = nullptr;               // an HTTPS transfer: its pool (queued, or on a connection)
+  H2Connection* h2_connection = nullptr;
+  // Set by the HTTPS transport when the server turned out to speak HTTP/1.1 only: the owner
+  // sends this (and what follows) through libcurl instead.
+  bool use_curl = false;
   bool running = false;
   long status = 0;               // HTTP status, once the reply's headers are in
   char* error_buffer = nullptr;  // CURL_ERROR_SIZE bytes: why a transfer failed
@@ -93,6 +102,10 @@ class Loop {
   // Sends `request` over a pooled keep-alive connection to its target (or a new one). The views
   // in `request` must stay valid until the transfer completes.
   void start_native(Transfer* t, const NativeRequest& request);
+  // Sends `request` over HTTP/2 + TLS to `target`, on a pooled connection with a free stream
+  // (waiting for one, or for a new connection). The views in `request` must stay valid until the
+  // transfer completes.
+  void start_h2(Transfer* t, const H2Target& target, const H2Request& request);
   // Detaches a running transfer and calls its on_complete(code). Not from inside its callbacks
   // (return false from on_data there instead).
   void abort(Transfer* t, CURLcode code);
@@ -108,6 +121,8 @@ class Loop {
   void watch(int fd, IoHandler* handler, uint32_t events, bool added);  // epoll add or modify
   void unwatch(int fd);
   void retire(std::unique_ptr<IoHandler> handler);     // destroyed after the current epoll batch
+  void adopt(std::unique_ptr<H2Connection> c);         // the loop owns HTTPS connections
+  void release(H2Connection* c);                       // retires one
   std::string& read_buffer() { return read_buffer_; }  // shared: reads are handled at once
   // Idle keep-alive connections per target, most recently used last.
   std::vector<Http1Connection*>& idle_connections(const std::string& key) { return idle_[key]; }
@@ -167,6 +182,8 @@ class Loop {
   std::vector<std::unique_ptr<IoHandler>> retired_;
   std::unordered_map<std::string, std::vector<Http1Connection*>> idle_;
   std::unordered_map<Http1Connection*, std::unique_ptr<Http1Connection>> connections_;
+  std::unordered_map<std::string, std::unique_ptr<H2Pool>> h2_pools_;
+  std::unordered_map<H2Connection*, std::unique_ptr<H2Connection>> h2_connections_;
   std::string read_buffer_;
   std::vector<curl_socket_t> dirty_;
   std::vector<CURL*> free_easy_;
