@@ -29,8 +29,9 @@ namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
 constexpr std::string_view kTopKeys[] = {"default", "system", "models", "batch"};
-constexpr std::string_view kModelKeys[] = {"id",       "name",    "provider",
-                                           "base_url", "api_key", "system"};
+constexpr std::string_view kModelKeys[] = {"id",       "name",        "provider",
+                                           "base_url", "api_key",     "system",
+                                           "ca_cert",  "client_cert", "client_key"};
 constexpr std::string_view kBatchKeys[] = {
     "model",      "concurrency", "max_qps",     "adaptive",    "cache",
     "cache_ttl",  "timeout",     "retry_times", "retry_delay", "flush_interval",
@@ -130,9 +131,20 @@ std::string expand_env(const std::string& s) {
 class Parser {
  public:
   Parser(const std::string& path, const Warn& warn)
-      : label_(path.empty() ? "config" : path), warn_(warn) {}
+      : label_(path.empty() ? "config" : path), path_(path), warn_(warn) {}
 
   const std::string& label() const { return label_; }
+
+  // A path written in the file: `~/` is the home directory, a relative one is relative to the
+  // file's own directory (not to wherever the command runs).
+  std::string file_path(const std::string& written) const {
+    if (written.starts_with("~/")) {
+      const char* home = std::getenv("HOME");
+      return std::string(home ? home : "") + written.substr(1);
+    }
+    if (written.starts_with('/') || path_.empty()) return written;
+    return (fs::path(path_).parent_path() / written).string();
+  }
 
   [[noreturn]] void fail(int line, const std::string& field, const std::string& what) const {
     throw ConfigError(fmt::format("{}:{}: {}: {}", label_, line, field, what));
@@ -252,6 +264,7 @@ class Parser {
 
  private:
   std::string label_;
+  std::string path_;
   const Warn& warn_;
 };
 
@@ -278,6 +291,11 @@ ModelEntry parse_model(const Parser& p, const YAML::Node& node, int line,
                  m.api_key = expand_env(p.string(v, vline, f).value_or(""));
                } else if (k == "system") {
                  m.system = p.string(v, vline, f);
+               } else if (k == "ca_cert" || k == "client_cert" || k == "client_key") {
+                 std::string path = p.string(v, vline, f).value_or("");
+                 (k == "ca_cert"       ? m.ca_cert
+                  : k == "client_cert" ? m.client_cert
+                                       : m.client_key) = path.empty() ? path : p.file_path(path);
                }
              });
   if (m.id.empty()) p.fail(line, field, "'id' is required (the model id sent to the server)");
@@ -574,6 +592,11 @@ std::optional<Resolved> resolve_endpoint(const Config& config, const FlagSetting
     r.api_key = entry->api_key;  // an entry without a base_url: its key is for any endpoint
 
   if (entry) r.provider = entry->provider;
+  if (url_from_entry) {  // like the key: an entry's TLS identity is for its own base_url only
+    r.ca_cert = entry->ca_cert;
+    r.client_cert = entry->client_cert;
+    r.client_key = entry->client_key;
+  }
   if (model_is_entry && entry->system)
     r.system = entry->system;
   else

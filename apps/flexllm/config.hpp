@@ -53,7 +53,10 @@ struct ModelEntry {
   std::string base_url;
   std::string api_key;
   std::optional<std::string> system;  // default system prompt for this model
-  int line = 0;                       // where the entry starts in the file (1-based)
+  // TLS for this endpoint (paths; relative ones are relative to the config file's directory):
+  // extra CAs to trust, and a client certificate and key for gateways that ask for one (mTLS).
+  std::string ca_cert, client_cert, client_key;
+  int line = 0;  // where the entry starts in the file (1-based)
 };
 
 // The `batch:` section: defaults of `flexllm batch` (flags override each).
@@ -108,6 +111,8 @@ struct Resolved {
   std::string model;     // the id sent to the server
   std::string provider;  // "" = auto
   std::optional<std::string> system;
+  // TLS settings that go with the base_url: the entry's when its base_url is the one used.
+  std::string ca_cert, client_cert, client_key;
   const ModelEntry* entry = nullptr;  // the file's entry used, if any
   // Where base_url came from, for messages: "--base-url", "FLEXLLM_BASE_URL",
   // "/home/u/.flexllm/config.yaml (model 'qwen')".

@@ -289,6 +289,14 @@ models:
     api_key: ${OPENAI_API_KEY}
     # system: You are a concise assistant.
 
+  # A gateway with a private CA and client certificates (paths relative to this file, or ~/).
+  # - name: internal
+  #   id: llama-3-70b
+  #   base_url: https://llm.internal.example/v1
+  #   ca_cert: certs/company-ca.pem     # trusted besides the system's CAs
+  #   client_cert: certs/me.pem         # mTLS, when the gateway asks for one
+  #   client_key: certs/me.key
+
 # Defaults of `flexllm batch` (its flags win); every key is optional, shown with its default.
 batch:
   # model: local                # an entry of `models` (default: the default model)

@@ -25,6 +25,16 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--retry-times", o.retry_times, "Retries after the first attempt (default 3)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ca-cert", o.ca_cert,
+                  "Extra CA certificates to trust (PEM file), besides the system's")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--client-cert", o.client_cert,
+                  "Client certificate (PEM) for servers that ask for one (mTLS)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--client-key", o.client_key, "The client certificate's key (PEM)")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--insecure", o.insecure,
+                "Do not check the server's TLS certificate (warned about on every run)");
   cmd->add_flag("--mock", o.mock,
                 "Run against an embedded mock server (no endpoint or key needed)");
   cmd->add_option("--mock-args", o.mock_args,
@@ -109,6 +119,11 @@ Session open_session(const CommonOptions& o,
     std::fprintf(stderr, "flexllm: warning: %s\n", w.c_str());
   };
   s.config = load_config(find_config(config_flag(), env), warn);
+  // Every run, not once: an --insecure left in a script must not be forgotten.
+  if (o.insecure)
+    warn(
+        "--insecure: the server's TLS certificate is not checked; anyone on the network path "
+        "can read and change this traffic (--ca-cert FILE trusts a private CA instead)");
   FlagSettings flags = o.flags;
   if (adjust) adjust(s.config, flags);
   if (o.mock) {
@@ -156,6 +171,10 @@ ClientConfig Session::client_config(const CommonOptions& o) const {
   if (o.timeout) c.timeout = std::chrono::milliseconds(static_cast<int64_t>(*o.timeout * 1000));
   if (o.retry_times) c.retry_times = *o.retry_times;
   if (mock) c.proxy = "";  // loopback: never through a proxy from the environment
+  c.ca_cert = o.ca_cert.empty() ? endpoint.ca_cert : o.ca_cert;
+  c.client_cert = o.client_cert.empty() ? endpoint.client_cert : o.client_cert;
+  c.client_key = o.client_key.empty() ? endpoint.client_key : o.client_key;
+  if (o.insecure) c.verify_tls = false;  // open_session() warned
   return c;
 }
 

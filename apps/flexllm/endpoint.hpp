@@ -28,6 +28,9 @@ struct CommonOptions {
   std::optional<int> retry_times;
   bool mock = false;      // --mock: the embedded mock server
   std::string mock_args;  // --mock-args: its knobs, as `flexllm mock` takes them
+  // TLS: --ca-cert, --client-cert, --client-key (over the config entry's), --insecure.
+  std::string ca_cert, client_cert, client_key;
+  bool insecure = false;
 };
 
 struct RequestFlags {

@@ -130,7 +130,8 @@ t "flexllm ask hello " # the prompt's words: nothing to offer
 t "flexllm models x "
 
 # --- options of each subcommand ------------------------------------------------------------------
-common=(--config --base-url --api-key --model --provider --timeout --retry-times --mock --mock-args --help)
+common=(--config --base-url --api-key --model --provider --timeout --retry-times --mock --mock-args --help
+  --ca-cert --client-cert --client-key --insecure)
 request=(--system --temperature --max-tokens --thinking)
 t "flexllm batch --" "${common[@]}" "${request[@]}" --output --concurrency --max-qps --adaptive \
   --cache --no-cache --save-input --endpoints --load-balance --flush-interval --no-progress \

@@ -563,6 +563,34 @@ TEST(CliConfigResolve, AnEntryPickedByDashMBeatsTheEnvironment) {
   EXPECT_EQ(r->model, "deepseek-chat");
 }
 
+// TLS files of an entry: relative to the config file, `~/` at home, and they go with the entry's
+// base_url only (like its key).
+TEST(CliConfigResolve, TlsFilesFollowTheEntrysBaseUrl) {
+  const char* text = R"(models:
+  - name: gw
+    id: m
+    base_url: https://gateway.internal/v1
+    ca_cert: certs/ca.pem
+    client_cert: /etc/flexllm/client.pem
+    client_key: ~/keys/client.key
+)";
+  Config c = parse_config(text, "/home/u/.flexllm/config.yaml", {});
+  ASSERT_EQ(c.models.size(), 1u);
+  EXPECT_EQ(c.models[0].ca_cert, "/home/u/.flexllm/certs/ca.pem");
+  EXPECT_EQ(c.models[0].client_cert, "/etc/flexllm/client.pem");
+  const char* home = std::getenv("HOME");
+  EXPECT_EQ(c.models[0].client_key, std::string(home ? home : "") + "/keys/client.key");
+  auto r = resolve_endpoint(c, flags("", "", "gw"), envs("", "", ""));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->ca_cert, "/home/u/.flexllm/certs/ca.pem");
+  EXPECT_EQ(r->client_cert, "/etc/flexllm/client.pem");
+  // Another base_url (a flag): the entry's TLS identity is not sent to it.
+  r = resolve_endpoint(c, flags("https://elsewhere/v1", "", "gw"), envs("", "", ""));
+  EXPECT_EQ(r->ca_cert, "");
+  EXPECT_EQ(r->client_cert, "");
+  EXPECT_EQ(r->client_key, "");
+}
+
 TEST(CliConfigResolve, DashMNamingNoEntry) {
   Config c = parse(kTwoModels);
   // Sent verbatim to the default entry's endpoint…

@@ -15,8 +15,8 @@
 _flexllm_commands="ask chat batch models list set-model test init mock"
 
 # Options per subcommand: the ones that take a value (_val) and the flags (_flag).
-_flexllm_common_val="--config --base-url --api-key -m --model --provider --timeout --retry-times --mock-args"
-_flexllm_common_flag="--mock -h --help"
+_flexllm_common_val="--config --base-url --api-key -m --model --provider --timeout --retry-times --mock-args --ca-cert --client-cert --client-key"
+_flexllm_common_flag="--mock --insecure -h --help"
 _flexllm_request_val="--system --temperature --max-tokens --thinking"
 _flexllm_ask_val="$_flexllm_common_val $_flexllm_request_val"
 _flexllm_ask_flag="$_flexllm_common_flag --no-stream"
@@ -212,7 +212,7 @@ _flexllm_value() {
   local cmd=$1 opt=$2 text=$3 m
   local -a names=()
   case $opt in
-    --config | -o | --output | --log) _flexllm_files "$text" ;;
+    --config | -o | --output | --log | --ca-cert | --client-cert | --client-key) _flexllm_files "$text" ;;
     --thinking)
       if [[ $cmd == mock ]]; then
         _flexllm_reply "$text" none field tags
