@@ -105,7 +105,16 @@ void H2Pool::start(Transfer* t, const H2Request& request) {
     return complete_transfer(t, CURLE_UNSUPPORTED_PROTOCOL, "the server speaks HTTP/1.1 only");
   }
   queue_.push_back({t, request});
-  dispatch();
+  schedule();
+}
+
+void H2Pool::schedule() {
+  if (scheduled_) return;
+  scheduled_ = true;
+  loop_.defer([this] {
+    scheduled_ = false;
+    dispatch();
+  });
 }
 
 void H2Pool::requeue(Transfer* t, const H2Request& request) {
@@ -119,6 +128,12 @@ void H2Pool::requeue(Transfer* t, const H2Request& request) {
 }
 
 void H2Pool::dispatch() {
+  std::vector<H2Connection*> touched;
+  dispatch_into(touched);
+  for (H2Connection* c : touched) c->flush();
+}
+
+void H2Pool::dispatch_into(std::vector<H2Connection*>& touched) {
   while (!queue_.empty()) {
     H2Connection* take = nullptr;
     bool warming = false;
@@ -133,6 +148,7 @@ void H2Pool::dispatch() {
       Queued q = queue_.front();
       queue_.pop_front();
       take->submit(q.t, q.request);
+      if (std::find(touched.begin(), touched.end(), take) == touched.end()) touched.push_back(take);
       continue;
     }
     if (warming) return;  // it takes them once it is up
@@ -174,7 +190,7 @@ void H2Pool::connection_failed(H2Connection* c, CURLcode code, const std::string
 
 void H2Pool::closed(H2Connection* c) {
   connections_.erase(std::remove(connections_.begin(), connections_.end(), c), connections_.end());
-  if (!queue_.empty()) loop_.defer([this] { dispatch(); });
+  if (!queue_.empty()) schedule();
 }
 
 void H2Pool::speaks_http1(H2Connection*) {
@@ -350,15 +366,14 @@ void H2Connection::submit(Transfer* t, const H2Request& request) {
   if (id < 0) {  // no stream id left, or the session is going away: elsewhere
     state_ = State::draining;
     pool_.requeue(t, request);
-    loop_.defer([pool = &pool_] { pool->dispatch(); });
+    pool_.schedule();
     if (streams_.empty()) close_when_idle();
     return;
   }
   Stream& s = streams_[id];
   s.t = t;
   s.request = request;
-  t->h2_connection = this;
-  flush();
+  t->h2_connection = this;  // written out by the pool's dispatch (one write for all it submits)
 }
 
 void H2Connection::cancel(Transfer* t, CURLcode code) {
@@ -370,7 +385,7 @@ void H2Connection::cancel(Transfer* t, CURLcode code) {
     complete_transfer(t, code, {});
     flush();
     if (streams_.empty()) close_when_idle();
-    loop_.defer([pool = &pool_] { pool->dispatch(); });
+    pool_.schedule();
     return;
   }
 }
@@ -401,6 +416,7 @@ void H2Connection::read_some() {
 }
 
 bool H2Connection::flush() {
+  if (state_ == State::closed || !session_) return false;
   for (;;) {
     if (out_pos_ < out_.size()) {
       ERR_clear_error();
@@ -479,7 +495,7 @@ void H2Connection::finish_done() {
       arm_idle_check();
     }
   }
-  pool_.dispatch();
+  pool_.schedule();
 }
 
 void H2Connection::arm_idle_check() {

@@ -76,7 +76,10 @@ class H2Pool {
 
   // ---- from the connections ----
   void requeue(Transfer* t, const H2Request& request);  // not processed: again, first
-  void dispatch();                                      // a stream or a connection freed up
+  // Fills free streams (opening a connection when all are full), soon: once per loop turn, so
+  // the requests started in one turn go out together, one TLS write per connection.
+  void schedule();
+  void dispatch();
   void connection_failed(H2Connection* c, CURLcode code, const std::string& why);
   void closed(H2Connection* c);        // it is gone (retired by the loop)
   void speaks_http1(H2Connection* c);  // ALPN chose http/1.1: the target goes to libcurl
@@ -89,12 +92,14 @@ class H2Pool {
     H2Request request;
   };
   void fail(Transfer* t, CURLcode code, const std::string& why);
+  void dispatch_into(std::vector<H2Connection*>& touched);
 
   Loop& loop_;
   H2Target target_;  // a copy: connections outlive the clients that opened them
   std::deque<Queued> queue_;
   std::vector<H2Connection*> connections_;
   bool http1_ = false;
+  bool scheduled_ = false;
 };
 
 class H2Connection final : public IoHandler {
@@ -115,6 +120,9 @@ class H2Connection final : public IoHandler {
   void cancel(Transfer* t, CURLcode code);
   void on_io(uint32_t events) override;
   size_t streams() const { return streams_.size(); }
+  // Writes what nghttp2 has queued (requests submitted, WINDOW_UPDATEs, …); false when the
+  // connection failed (or is closed).
+  bool flush();
 
  private:
   enum class State { connecting, handshaking, ready, draining, closed };
@@ -138,7 +146,6 @@ class H2Connection final : public IoHandler {
   void handshake();
   void session_start();
   void read_some();
-  bool flush();  // false: the connection failed
   void fail(CURLcode code, const std::string& why);
   void finish_done();
   void close_when_idle();
