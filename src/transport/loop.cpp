@@ -62,8 +62,8 @@ Loop::~Loop() {
   idle_.clear();
   connections_.clear();  // closes the native connections
   h2_connections_.clear();
-  h2_pools_.clear();
   retired_.clear();
+  h2_pools_.clear();  // last: connections point at their pool
   for (CURL* e : free_easy_) curl_easy_cleanup(e);
   if (multi_) curl_multi_cleanup(multi_);
   close(epoll_fd_);
