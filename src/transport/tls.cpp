@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -38,14 +39,22 @@ bool is_ip(const std::string& host) {
 }  // namespace
 
 std::shared_ptr<TlsContext> TlsContext::get(const TlsOptions& options) {
+  // OpenSSL without its atexit cleanup, which would run before the process-wide runtime (made
+  // before OpenSSL is first set up) is destroyed: after it, the runtime would free contexts and
+  // connections of an OpenSSL already torn down, and its I/O thread's OpenSSL state would leak.
+  static const bool openssl_ready = OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+  if (!openssl_ready) invalid("cannot initialise OpenSSL");
   static std::mutex mu;
   static std::unordered_map<std::string, std::weak_ptr<TlsContext>> made;
+  // Ids are never reused: a context made again after its predecessor died must not take the id
+  // (and with it the connection pools) of another live context, e.g. one that does not verify.
+  static uint64_t contexts_made = 0;
   const std::string id = fmt::format("{}|{}|{}|{}", options.verify ? 1 : 0, options.ca_file,
                                      options.client_cert, options.client_key);
   std::lock_guard lock(mu);
   if (auto existing = made[id].lock()) return existing;
   std::shared_ptr<TlsContext> ctx(new TlsContext(options));
-  ctx->id_ = std::to_string(made.size());
+  ctx->id_ = std::to_string(++contexts_made);
   made[id] = ctx;
   return ctx;
 }
