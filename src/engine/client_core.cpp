@@ -52,6 +52,15 @@ bool use_native(const ClientConfig& c, std::string_view base_url) {
   return true;
 }
 
+// The system's hashed CA directory, as OpenSSL finds it (SSL_CERT_DIR overrides it).
+const std::string& system_ca_dir() {
+  static const std::string dir = [] {
+    const char* env = std::getenv(X509_get_default_cert_dir_env());
+    return std::string(env && *env ? env : X509_get_default_cert_dir());
+  }();
+  return dir;
+}
+
 // "Name: value" lines as HTTP/2 headers (lowercase names).
 void add_h2_header(std::vector<H2Header>& out, std::string_view line) {
   const size_t colon = line.find(':');
@@ -334,9 +343,11 @@ void ClientCore::start_attempt(Job* job) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
   } else if (!config_.ca_cert.empty()) {
-    // Added to the store curl loaded (the system's), not instead of it: as on the native path.
-    curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, &ClientCore::add_ca_to_curl);
-    curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, this);
+    // The file, and the system's CA directory besides it (as on the native path). Set as
+    // options, not added in a callback: curl shares a connection only between transfers whose
+    // trust settings are equal, which it cannot tell of what a callback adds.
+    curl_easy_setopt(e, CURLOPT_CAINFO, config_.ca_cert.c_str());
+    curl_easy_setopt(e, CURLOPT_CAPATH, system_ca_dir().c_str());
   }
   if (!config_.client_cert.empty()) {
     curl_easy_setopt(e, CURLOPT_SSLCERT, config_.client_cert.c_str());
@@ -364,12 +375,6 @@ void ClientCore::start_native(Job* job) {
   request.connect_timeout = config_.connect_timeout;
   watch_attempt(job);  // the native transport has no total timeout of its own
   loop().start_native(job, request);
-}
-
-CURLcode ClientCore::add_ca_to_curl(CURL*, void* ssl_ctx, void* self) {
-  const std::string& file = static_cast<ClientCore*>(self)->config_.ca_cert;
-  X509_STORE* store = SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx));
-  return X509_STORE_load_file(store, file.c_str()) == 1 ? CURLE_OK : CURLE_SSL_CACERT_BADFILE;
 }
 
 void ClientCore::start_h2(Job* job) {

@@ -152,7 +152,6 @@ class ClientCore {
   void watch_attempt(Job* job);
   void start_native(Job* job);
   void start_h2(Job* job);
-  static CURLcode add_ca_to_curl(CURL* easy, void* ssl_ctx, void* self);
   std::string native_head(std::string_view method, std::string_view url) const;
   Error transport_error(const Job& job, CURLcode code) const;
   Error http_error(const Job& job) const;

@@ -1,5 +1,7 @@
 #include "transport/loop.hpp"
 
+#include <openssl/ssl.h>
+
 #include "transport/h2.hpp"
 #include "transport/native.hpp"
 
@@ -17,7 +19,12 @@
 namespace flexllm::detail {
 void curl_setup() {
   static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  std::call_once(once, [] {
+    // OpenSSL without its atexit cleanup: that would run before the process-wide runtime is
+    // destroyed, and the I/O thread's OpenSSL state would leak (as on the native HTTPS path).
+    OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, nullptr);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+  });
 }
 
 Loop::Loop() {

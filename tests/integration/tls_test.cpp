@@ -14,6 +14,7 @@
 
 #include "cli_run.hpp"
 #include "client_support.hpp"
+#include "connect_proxy.hpp"
 #include "flexllm/pool.hpp"
 #include "h2_test_server.hpp"
 #include "tls_fixture.hpp"
@@ -458,6 +459,33 @@ TEST_F(Tls, AnHttp1OnlyServerIsHandedToLibcurl) {
   ASSERT_TRUE(nginx.wait_for_log_lines(52));
   for (const std::string& line : nginx.access_log())
     EXPECT_TRUE(contains(line, "HTTP/1.1")) << line;
+}
+
+// ---- a proxy: HTTPS goes through a CONNECT tunnel (libcurl), with the same trust settings
+
+TEST_F(Tls, HttpsThroughAConnectProxyWorksWithTheSameTrust) {
+  MockServer mock({.echo = true});
+  NginxTls nginx(front_of(mock));
+  ConnectProxy proxy;
+  ClientConfig through = trusting(nginx.base_url(), {.concurrency_limit = 8});
+  through.proxy = proxy.url();  // (config() clears it: the tests' default is no proxy)
+  LLMClient client(through);
+  EXPECT_EQ(client.chat_completions(user("tunnelled")).content, "tunnelled");
+  BatchResult batch = client.chat_completions_batch(prompts(40));
+  EXPECT_EQ(batch.summary.success, 40u) << first_failure(batch);
+  EXPECT_GE(proxy.tunnels(), 1u);
+  for (const std::string& target : proxy.targets())
+    EXPECT_EQ(target, "127.0.0.1:" + std::to_string(nginx.port()));
+  EXPECT_EQ(mock.stats(false).requests, 41u);
+  // Without the CA, the tunnel is there but the certificate is not trusted: a clear refusal —
+  // and no ride on the connection the trusting client verified (libcurl shares connections only
+  // between equal trust settings, so the CA file is an option, not a callback).
+  ClientConfig bare = config(nginx.base_url(), {.retry_times = 0});
+  bare.proxy = proxy.url();
+  LLMClient untrusting(bare);
+  Error e = error_of([&] { untrusting.chat_completions(user("x")); });
+  EXPECT_FALSE(e.retryable()) << e.what();
+  EXPECT_TRUE(contains(e.what(), "certificate")) << e.what();
 }
 
 // ---- the command trusts SSL_CERT_FILE
