@@ -333,9 +333,10 @@ TEST_F(CheckpointFile, AnUnreachableEndpointStopsTheBatchWithItsReason) {
                     .proxy = ""});
   BatchResult r = client.chat_completions_batch(prompts(500), {.output_file = out_});
   EXPECT_EQ(r.summary.aborted.rfind("endpoint unreachable: ", 0), 0u) << r.summary.aborted;
-  // The first 20 failures stop it; others that finished with them are recorded too.
+  // The first 20 failures stop it; others that came back together with the 20th are recorded
+  // too: at most one per request the batch had out (twice the concurrency, 20).
   EXPECT_GE(r.summary.failed, 20u);
-  EXPECT_LE(r.summary.failed, 30u);
+  EXPECT_LE(r.summary.failed, 40u);
   EXPECT_EQ(r.summary.not_run, 500u - r.summary.failed);
   EXPECT_GE(r.summary.retries, 2 * r.summary.failed) << "two retries each, counted";
   auto recs = records_of(out_);

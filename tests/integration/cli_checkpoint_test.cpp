@@ -422,10 +422,10 @@ TEST_F(CliCheckpoint, ADeadEndpointStopsTheBatch) {
   EXPECT_TRUE(contains(r.err, "not run")) << r.err;
 
   auto recs = records("out.jsonl");
-  // max(20, concurrency) failures stop it; failures that finish while the stop is applied are
-  // recorded too, at most one per request running (10).
+  // max(20, concurrency) failures stop it; failures that came back together with the 20th are
+  // recorded too: at most one per request the batch had out (twice the concurrency, 20).
   EXPECT_GE(recs.size(), 20u);
-  EXPECT_LE(recs.size(), 30u);
+  EXPECT_LE(recs.size(), 40u);
   std::set<int> seen;
   for (const auto& rec : recs) {
     SCOPED_TRACE(rec.dump());
