@@ -1,6 +1,5 @@
 #include "transport/h2.hpp"
 
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -56,38 +55,14 @@ nghttp2_nv header(std::string_view name, std::string_view value) {
 }  // namespace
 
 std::optional<H2Target> resolve_h2_target(std::string_view url, std::shared_ptr<TlsContext> tls) {
-  if (!url.starts_with("https://")) return std::nullopt;
-  std::string_view rest = url.substr(8);
-  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return std::nullopt;
-  std::string host, port = "443";
-  if (authority.front() == '[') {
-    size_t rb = authority.find(']');
-    if (rb == std::string_view::npos) return std::nullopt;
-    host = std::string(authority.substr(1, rb - 1));
-    if (rb + 1 < authority.size()) {
-      if (authority[rb + 1] != ':') return std::nullopt;
-      port = std::string(authority.substr(rb + 2));
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  if (host.empty() || getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
-    return std::nullopt;
+  auto resolved = resolve_url_host(url, "https://", "443");
+  if (!resolved) return std::nullopt;
   H2Target t;
-  std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
-  t.addr_len = static_cast<socklen_t>(res->ai_addrlen);
-  freeaddrinfo(res);
-  t.host = host;
-  t.authority = std::string(authority);
-  t.key = fmt::format("{}:{}#{}", host, port, tls->id());
+  t.addr = resolved->addr;
+  t.addr_len = resolved->addr_len;
+  t.host = resolved->host;
+  t.authority = resolved->authority;
+  t.key = fmt::format("{}:{}#{}", resolved->host, resolved->port, tls->id());
   t.tls = std::move(tls);
   return t;
 }

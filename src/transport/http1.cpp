@@ -167,36 +167,47 @@ ResponseParser::Result ResponseParser::at_eof(Sink&) {
   return fail(started_ ? "connection closed in the middle of the reply" : "no reply");
 }
 
-std::optional<Http1Target> resolve_http1_target(std::string_view url) {
-  if (!url.starts_with("http://")) return std::nullopt;
+std::optional<ResolvedHost> resolve_url_host(std::string_view url, std::string_view scheme,
+                                             const char* default_port) {
+  if (!url.starts_with(scheme)) return std::nullopt;
   std::string_view authority = authority_of(url);
   if (authority.empty() || authority.find('@') != std::string_view::npos) return std::nullopt;
-  std::string host, port = "80";
+  ResolvedHost r;
+  r.port = default_port;
   if (authority.front() == '[') {
     size_t rb = authority.find(']');
     if (rb == std::string_view::npos) return std::nullopt;
-    host = std::string(authority.substr(1, rb - 1));
+    r.host = std::string(authority.substr(1, rb - 1));
     if (rb + 1 < authority.size()) {
       if (authority[rb + 1] != ':') return std::nullopt;
-      port = std::string(authority.substr(rb + 2));
+      r.port = std::string(authority.substr(rb + 2));
     }
   } else {
     size_t colon = authority.rfind(':');
-    host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = std::string(authority.substr(colon + 1));
+    r.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) r.port = std::string(authority.substr(colon + 1));
   }
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
-  if (host.empty() || getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
+  if (r.host.empty() || getaddrinfo(r.host.c_str(), r.port.c_str(), &hints, &res) != 0 || !res)
     return std::nullopt;
-  Http1Target t;
-  std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
-  t.addr_len = static_cast<socklen_t>(res->ai_addrlen);
-  t.key = std::string(authority);
+  std::memcpy(&r.addr, res->ai_addr, res->ai_addrlen);
+  r.addr_len = static_cast<socklen_t>(res->ai_addrlen);
   freeaddrinfo(res);
+  r.authority = std::string(authority);
+  return r;
+}
+
+std::optional<Http1Target> resolve_http1_target(std::string_view url) {
+  auto host = resolve_url_host(url, "http://", "80");
+  if (!host) return std::nullopt;
+  Http1Target t;
+  t.addr = host->addr;
+  t.addr_len = host->addr_len;
+  t.key = host->authority;
   return t;
 }
 

@@ -77,6 +77,18 @@ struct Http1Target {
   std::string key;  // "host:port": connections are pooled per key
 };
 
+// A URL's host, resolved (the first address): what the native transports connect to.
+struct ResolvedHost {
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string host;       // without brackets
+  std::string port;       // the URL's, or the scheme's default
+  std::string authority;  // as written in the URL ("host", "host:port", "[::1]:8443")
+};
+// nullopt when `url` does not start with `scheme` ("http://"), has user info, or does not resolve.
+std::optional<ResolvedHost> resolve_url_host(std::string_view url, std::string_view scheme,
+                                             const char* default_port);
+
 // Resolves the host of an http:// URL; nullopt when it is not one or does not resolve.
 std::optional<Http1Target> resolve_http1_target(std::string_view url);
 // The request target of a URL: its path and query ("/v1/chat/completions").

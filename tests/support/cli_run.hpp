@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "spawn.hpp"
+
 namespace flexllm::test {
 
 struct CliOptions {
@@ -44,30 +46,11 @@ inline std::vector<std::string> child_environment(const std::string& home,
 }
 
 // Starts the built command with `args` and `env`, in `cwd` ("" = ours), its standard streams as
-// `fa` sets them up, with default signal handling whatever the test runner set. Returns its pid,
-// or -1 with a test failure.
+// `fa` sets them up. Returns its pid, or -1.
 inline pid_t spawn_flexllm(std::vector<std::string> args, std::vector<std::string> env,
                            const std::string& cwd, posix_spawn_file_actions_t* fa) {
   args.insert(args.begin(), FLEXLLM_BIN);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(fa, cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, FLEXLLM_BIN, fa, &attr, argv.data(), envp.data());
-  posix_spawnattr_destroy(&attr);
-  return rc == 0 ? pid : -1;
+  return spawn_process(FLEXLLM_BIN, std::move(args), std::move(env), cwd, fa);
 }
 
 // A running child; `finish()` feeds its stdin, collects its output and waits for it.

@@ -1,5 +1,7 @@
 #include "tls_fixture.hpp"
 
+#include "spawn.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -319,26 +321,17 @@ bool NginxTls::start_on(uint16_t port, std::string& why) {
 
   std::vector<std::string> args = {kBinary,   "-p", dir_.path() + "/", "-c",
                                    conf_path, "-e", "stderr"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, dir_.file("nginx.stderr").c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  const int rc = posix_spawn(&pid_, kBinary, &fa, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  pid_ = spawn_process(kBinary, std::move(args), std::move(env), "", &fa);
   posix_spawn_file_actions_destroy(&fa);
+  const int rc = pid_ < 0 ? errno : 0;
   if (rc != 0) {
     pid_ = -1;
     throw std::runtime_error(std::string("cannot start ") + kBinary + ": " + std::strerror(rc));
