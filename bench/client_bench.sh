@@ -149,31 +149,6 @@ start_mock() {
 
 calc() { awk "BEGIN { $1 }"; } # calc 'printf "%.1f", 1/3'
 
-# run_timed NAME CMD...: runs CMD on CPU 1 under GNU time and timeout, in the background so that
-# INT/TERM and the EXIT trap reach it; stdout/stderr to $TMP/NAME.{out,err}. Sets RUN_RC and
-# TIME_E TIME_U TIME_S TIME_M (empty if GNU time wrote nothing usable).
-run_timed() {
-  local name=$1 pid tline
-  shift
-  rm -f "$TMP/$name.time"
-  timeout -k 5 "$CLIENT_TIMEOUT" /usr/bin/time -o "$TMP/$name.time" -f '%e %U %S %M' \
-    taskset -c 1 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  pid=$!
-  PIDS+=("$pid")
-  RUN_RC=0
-  wait "$pid" || RUN_RC=$?
-  forget_pid "$pid"
-  TIME_E="" TIME_U="" TIME_S="" TIME_M=""
-  # GNU time prepends "Command exited with non-zero status N" etc.: the numbers are the last line
-  tline=$(tail -n 1 "$TMP/$name.time" 2>/dev/null || true)
-  if [[ $tline =~ ^([0-9.]+)\ ([0-9.]+)\ ([0-9.]+)\ ([0-9]+)$ ]]; then
-    TIME_E=${BASH_REMATCH[1]} TIME_U=${BASH_REMATCH[2]} TIME_S=${BASH_REMATCH[3]}
-    TIME_M=${BASH_REMATCH[4]}
-  fi
-  if ((RUN_RC == 124 || RUN_RC == 137)); then
-    log "  $name: killed after the ${CLIENT_TIMEOUT} s limit"
-  fi
-}
 
 # --- clients --------------------------------------------------------------------------------------
 FAILURES=0

@@ -42,6 +42,7 @@ need_tools nginx taskset curl awk
 bench_setup
 # The repo's nginx fixture, with an access log of each request's arrival time (seconds, ms).
 NGINX_CONF="$TMP/nginx.conf"
+# shellcheck disable=SC2016 # $msec is nginx's, written literally into its config
 sed 's|^    access_log off;|    log_format arrival "$msec"; access_log access.log arrival;|' \
   "$REPO_ROOT/bench/nginx/nginx.conf" >"$NGINX_CONF"
 grep -q 'access_log access.log' "$NGINX_CONF" || die "could not turn on nginx's access log"
@@ -70,11 +71,11 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 FAILED=0
 resume_rows=""
-for done in $DONE_LIST; do
-  need_posint done
-  prompts 0 "$done" >"$TMP/done_in.jsonl"
+for n_done in $DONE_LIST; do
+  need_posint n_done
+  prompts 0 "$n_done" >"$TMP/done_in.jsonl"
   prompts 0 $((done + NEW)) >"$TMP/in.jsonl"
-  log "making a checkpoint of $done records"
+  log "making a checkpoint of $n_done records"
   batch "$TMP/done_in.jsonl" "$TMP/done.jsonl" --no-progress >/dev/null
   first=() wall=() rss=() lib=()
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -89,12 +90,12 @@ for done in $DONE_LIST; do
     [[ $lines -eq $((done + NEW)) ]] || { log "OUT has $lines records, not $((done + NEW))"; FAILED=1; }
     rm -f "$TMP/lib.jsonl"
     lib_json=$(taskset -c 1 "$BATCH_BENCH" --base-url "$URL" -n $((done + NEW)) -c "$C" \
-      --output "$TMP/lib.jsonl" --prefill "$done")
+      --output "$TMP/lib.jsonl" --prefill "$n_done")
     lib+=("$(sed -n 's/.*"first_new_s":\([0-9.]*\).*/\1/p' <<<"$lib_json")")
-    log "done $done, round $r: command first request ${first[-1]} s, wall $w s, $(mb "$m") MB;" \
+    log "done $n_done, round $r: command first request ${first[-1]} s, wall $w s, $(mb "$m") MB;" \
       "library first ${lib[-1]} s"
   done
-  resume_rows+="| $done + $NEW | $(median %.3f "${first[@]}") ($(printf '%s ' "${first[@]}")) | $(median %.2f "${wall[@]}") | $(mb "$(median %.0f "${rss[@]}")") | $(median %.3f "${lib[@]}") |"$'\n'
+  resume_rows+="| $n_done + $NEW | $(median %.3f "${first[@]}") ($(printf '%s ' "${first[@]}")) | $(median %.2f "${wall[@]}") | $(mb "$(median %.0f "${rss[@]}")") | $(median %.3f "${lib[@]}") |"$'\n'
 done
 
 memory_rows=""

@@ -20,12 +20,6 @@ extern char** environ;
 namespace flexllm::test {
 namespace {
 
-std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
-  std::vector<json> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
-  return out;
-}
-
 std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "flexllm_" + std::to_string(getpid()) + "_" + name;
 }

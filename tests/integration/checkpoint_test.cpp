@@ -26,12 +26,6 @@ namespace fs = std::filesystem;
 using Reason = CheckpointError::Reason;
 using Clock = std::chrono::steady_clock;
 
-std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
-  std::vector<json> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
-  return out;
-}
-
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -18,6 +18,13 @@ inline json user(const std::string& text) {
   return json::array({{{"role", "user"}, {"content", text}}});
 }
 
+// `n` one-message inputs "<prefix>0", "<prefix>1", … (an echoing mock answers each with its text).
+inline std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
+  std::vector<json> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
+  return out;
+}
+
 // One OpenAI-style tool, get_weather(city), for tool-call tests.
 inline json weather_tools() {
   return json::array({{{"type", "function"},

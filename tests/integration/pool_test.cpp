@@ -22,12 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
-  std::vector<json> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
-  return out;
-}
-
 std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "flexllm_pool_" + std::to_string(getpid()) + "_" + name;
 }

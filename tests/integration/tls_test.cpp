@@ -24,12 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<json> prompts(size_t n, const std::string& prefix = "p") {
-  std::vector<json> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(user(prefix + std::to_string(i)));
-  return out;
-}
-
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
