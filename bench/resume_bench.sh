@@ -74,7 +74,7 @@ resume_rows=""
 for n_done in $DONE_LIST; do
   need_posint n_done
   prompts 0 "$n_done" >"$TMP/done_in.jsonl"
-  prompts 0 $((done + NEW)) >"$TMP/in.jsonl"
+  prompts 0 $((n_done + NEW)) >"$TMP/in.jsonl"
   log "making a checkpoint of $n_done records"
   batch "$TMP/done_in.jsonl" "$TMP/done.jsonl" --no-progress >/dev/null
   first=() wall=() rss=() lib=()
@@ -87,9 +87,9 @@ for n_done in $DONE_LIST; do
     first+=("$(awk -v a="$arrived" -v s="$start_ns" 'BEGIN { printf "%.3f", a - s / 1e9 }')")
     wall+=("$w") rss+=("$m")
     lines=$(wc -l <"$TMP/out.jsonl")
-    [[ $lines -eq $((done + NEW)) ]] || { log "OUT has $lines records, not $((done + NEW))"; FAILED=1; }
+    [[ $lines -eq $((n_done + NEW)) ]] || { log "OUT has $lines records, not $((n_done + NEW))"; FAILED=1; }
     rm -f "$TMP/lib.jsonl"
-    lib_json=$(taskset -c 1 "$BATCH_BENCH" --base-url "$URL" -n $((done + NEW)) -c "$C" \
+    lib_json=$(taskset -c 1 "$BATCH_BENCH" --base-url "$URL" -n $((n_done + NEW)) -c "$C" \
       --output "$TMP/lib.jsonl" --prefill "$n_done")
     lib+=("$(sed -n 's/.*"first_new_s":\([0-9.]*\).*/\1/p' <<<"$lib_json")")
     log "done $n_done, round $r: command first request ${first[-1]} s, wall $w s, $(mb "$m") MB;" \
