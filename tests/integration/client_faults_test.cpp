@@ -26,7 +26,7 @@ TEST(ClientRetry, EachRetryableStatusIsRetriedAndOthersAreNot) {
                 std::string::npos)
           << "the server's message is kept: " << e.what();
     }
-    EXPECT_EQ(e.endpoint(), mock.base_url());
+    EXPECT_EQ(e.endpoint(), url_for(mock));
   }
 }
 

@@ -20,7 +20,7 @@ TEST(Client, SingleCallReturnsContentUsageAndTiming) {
   EXPECT_EQ(r.usage->total_tokens, r.usage->prompt_tokens + r.usage->completion_tokens);
   EXPECT_EQ(r.attempts, 1);
   EXPECT_GT(r.latency.count(), 0);
-  EXPECT_EQ(r.endpoint, mock.base_url());
+  EXPECT_EQ(r.endpoint, url_for(mock));
   EXPECT_FALSE(r.reasoning);
   EXPECT_TRUE(r.tool_calls.empty());
   EXPECT_TRUE(r.raw().is_null()) << "raw is kept only when asked";

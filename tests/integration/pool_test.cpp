@@ -459,7 +459,7 @@ TEST(Pool, ExistingClientsJoinAPoolAndOutliveIt) {
     EXPECT_EQ(requests(a), 10u);
     EXPECT_EQ(requests(b), 10u);
     ASSERT_EQ(pool.stats().size(), 2u);
-    EXPECT_EQ(pool.stats()[0].base_url, a.base_url());
+    EXPECT_EQ(pool.stats()[0].base_url, url_for(a));
     BatchResult r = pool.chat_completions_batch(prompts(40), {.distribute = true});
     EXPECT_EQ(r.summary.success, 40u);
   }
