@@ -159,18 +159,6 @@ NGINX_VERSION=$(nginx -v 2>&1 | sed 's|.*nginx/||')
 OPENAI_VERSION=""
 AIOHTTP_VERSION=""
 
-ensure_openai_node() { # npm install openai into build/bench once (build/ is git-ignored)
-  if [[ ! -f $OPENAI_NODE_MODULES/openai/package.json ]]; then
-    [[ $OPENAI_NODE_MODULES == "$NPM_PREFIX/node_modules" ]] ||
-      die "OPENAI_NODE_MODULES=$OPENAI_NODE_MODULES holds no openai package"
-    log "installing openai-node into $(rel "$NPM_PREFIX") (once)"
-    mkdir -p "$NPM_PREFIX"
-    timeout 300 npm install --prefix "$NPM_PREFIX" --no-audit --no-fund openai >&2 ||
-      die "npm install openai failed"
-  fi
-  OPENAI_VERSION=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
-    "$OPENAI_NODE_MODULES/openai/package.json" | head -n 1)
-}
 
 HAVE_FLEXLLM=0
 [[ -x $FLEXLLM_BENCH ]] && HAVE_FLEXLLM=1

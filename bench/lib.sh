@@ -190,3 +190,19 @@ run_timed() {
     log "  $name: killed after the ${CLIENT_TIMEOUT} s limit"
   fi
 }
+
+# --- peers ---------------------------------------------------------------------------------------
+# ensure_openai_node: npm-installs the openai package into $NPM_PREFIX once (build/ is
+# git-ignored) unless $OPENAI_NODE_MODULES already holds it; sets OPENAI_VERSION.
+ensure_openai_node() {
+  if [[ ! -f $OPENAI_NODE_MODULES/openai/package.json ]]; then
+    [[ $OPENAI_NODE_MODULES == "$NPM_PREFIX/node_modules" ]] ||
+      die "OPENAI_NODE_MODULES=$OPENAI_NODE_MODULES holds no openai package"
+    log "installing openai-node into $(rel "$NPM_PREFIX") (once)"
+    mkdir -p "$NPM_PREFIX"
+    timeout 300 npm install --prefix "$NPM_PREFIX" --no-audit --no-fund openai >&2 ||
+      die "npm install openai failed (or leave openai-node out of the peers)"
+  fi
+  OPENAI_VERSION=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+    "$OPENAI_NODE_MODULES/openai/package.json" | head -n 1)
+}

@@ -267,7 +267,7 @@ void BatchRunner::restore(Pending& p) {
       if (item->metadata.is_null()) item->metadata = std::move(metadata);
       item->attempts = item->result ? item->result->attempts : 0;
       account(*item);
-      item_ready(std::move(*item));
+      ready_.push_back(std::move(*item));
       return;
     }
   }
@@ -280,10 +280,6 @@ void BatchRunner::restore(Pending& p) {
   summary_.usage.prompt_tokens += u.prompt_tokens;
   summary_.usage.completion_tokens += u.completion_tokens;
   summary_.usage.total_tokens += u.total_tokens;
-  item_ready(std::move(item));
-}
-
-void BatchRunner::item_ready(BatchResultItem item) {
   ready_.push_back(std::move(item));
 }
 
@@ -386,7 +382,7 @@ void BatchRunner::dispatch_one(Pending& p) {
     record(item, record_key(messages.dump()), saved_input(messages, options_.save_input),
            next_seq_++);
     account(item);
-    item_ready(std::move(item));
+    ready_.push_back(std::move(item));
     return;
   }
   auto build = [&] {
@@ -423,7 +419,7 @@ void BatchRunner::dispatch_one(Pending& p) {
           record(item, p.key, record_input(), next_seq_++);
         }
         account(item);
-        item_ready(std::move(item));
+        ready_.push_back(std::move(item));
         return;
       }
       build();

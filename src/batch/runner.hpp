@@ -102,7 +102,6 @@ class BatchRunner {
   std::optional<Clock::time_point> hold_deadline() const;
   void finish();
   json metadata_for(size_t index) const;
-  void item_ready(BatchResultItem item);
 
   std::unique_ptr<BatchTarget> target_;
   BatchOptions options_;

@@ -96,9 +96,10 @@ void H2Pool::requeue(Transfer* t, const H2Request& request) {
   t->h2_connection = nullptr;
   H2Request again = request;
   if (++again.requeues > kMaxRequeues)
-    return fail(t, CURLE_HTTP2_STREAM,
-                fmt::format("{} refused the request {} times (REFUSED_STREAM or GOAWAY)",
-                            target_.authority, kMaxRequeues));
+    return complete_transfer(
+        t, CURLE_HTTP2_STREAM,
+        fmt::format("{} refused the request {} times (REFUSED_STREAM or GOAWAY)", target_.authority,
+                    kMaxRequeues));
   queue_.push_front({t, again});
 }
 
@@ -133,17 +134,13 @@ void H2Pool::dispatch_into(std::vector<H2Connection*>& touched) {
     if (!owned->open(error)) {
       std::deque<Queued> failed;
       failed.swap(queue_);
-      for (Queued& q : failed) fail(q.t, CURLE_COULDNT_CONNECT, error);
+      for (Queued& q : failed) complete_transfer(q.t, CURLE_COULDNT_CONNECT, error);
       return;
     }
     connections_.push_back(owned.get());
     loop_.adopt(std::move(owned));
     return;
   }
-}
-
-void H2Pool::fail(Transfer* t, CURLcode code, const std::string& why) {
-  complete_transfer(t, code, why);
 }
 
 void H2Pool::abort(Transfer* t, CURLcode code) {
@@ -160,7 +157,7 @@ void H2Pool::connection_failed(H2Connection* c, CURLcode code, const std::string
     if (other != c && (other->can_take() || other->warming() || other->streams() > 0)) return;
   std::deque<Queued> failed;
   failed.swap(queue_);
-  for (Queued& q : failed) fail(q.t, code, why);
+  for (Queued& q : failed) complete_transfer(q.t, code, why);
 }
 
 void H2Pool::closed(H2Connection* c) {
@@ -174,7 +171,7 @@ void H2Pool::speaks_http1(H2Connection*) {
   moved.swap(queue_);
   for (Queued& q : moved) {
     q.t->use_curl = true;
-    fail(q.t, CURLE_UNSUPPORTED_PROTOCOL, "the server speaks HTTP/1.1 only");
+    complete_transfer(q.t, CURLE_UNSUPPORTED_PROTOCOL, "the server speaks HTTP/1.1 only");
   }
 }
 

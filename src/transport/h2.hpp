@@ -91,7 +91,6 @@ class H2Pool {
     Transfer* t;
     H2Request request;
   };
-  void fail(Transfer* t, CURLcode code, const std::string& why);
   void dispatch_into(std::vector<H2Connection*>& touched);
 
   Loop& loop_;
