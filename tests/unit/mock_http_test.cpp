@@ -61,6 +61,16 @@ TEST(MockHttpHead, RejectsMalformedInput) {
       413);
   std::string huge = "GET / HTTP/1.1\r\nX: " + std::string(kMaxHeaderBytes, 'a');
   EXPECT_EQ(parse_request_head(huge).error_status, 431);
+  // Whole, its end in view, it is still too large.
+  EXPECT_EQ(parse_request_head(huge + "\r\n\r\n").error_status, 431);
+  std::string fits = "GET / HTTP/1.1\r\nX: ";
+  fits += std::string(kMaxHeaderBytes - fits.size() - 4, 'a') + "\r\n\r\n";
+  EXPECT_EQ(parse_request_head(fits).status, ParseStatus::complete);
+  EXPECT_EQ(
+      parse_request_head("POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 1000).error_status,
+      413);
+  EXPECT_EQ(parse_request_head("POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n", 1000).status,
+            ParseStatus::complete);
 }
 
 TEST(MockHttpChunked, DecodesWithExtensionsAndTrailers) {
@@ -79,6 +89,64 @@ TEST(MockHttpChunked, IncompleteAndInvalid) {
   EXPECT_TRUE(body.empty());
   EXPECT_EQ(decode_chunked("zz\r\n", body).status, ParseStatus::error);
   EXPECT_EQ(decode_chunked("2\r\nabc\r\n", body).status, ParseStatus::error);
+}
+
+TEST(MockHttpChunked, OneByteAtATimeDecodesTheSameLookingAtEachByteOnce) {
+  std::string wire = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+  const size_t end = wire.find("NEXT");
+  ChunkedDecoder decoder;
+  std::string body;
+  size_t fed = 0;
+  ChunkedResult r;
+  for (; fed < wire.size(); ++fed) {
+    r = decoder.feed(std::string_view(wire).substr(fed, 1), body);
+    if (r.status != ParseStatus::incomplete) break;
+    EXPECT_EQ(r.consumed, 1u);  // partial lines are kept by the decoder, not offered again
+  }
+  ASSERT_EQ(r.status, ParseStatus::complete);
+  EXPECT_EQ(fed, end - 1);  // the last byte of the blank line ends it
+  EXPECT_EQ(body, "hello world");
+  EXPECT_EQ(decoder.bytes_examined(), end);
+}
+
+TEST(MockHttpChunked, ManyTinyChunksInManyPiecesCostLinearWork) {
+  std::string wire, expected;
+  for (int i = 0; i < 20000; ++i) {
+    wire += "3\r\nabc\r\n";
+    expected += "abc";
+  }
+  wire += "0\r\n\r\n";
+  ChunkedDecoder decoder;
+  std::string body;
+  ChunkedResult r;
+  for (size_t at = 0; at < wire.size() && r.status == ParseStatus::incomplete; at += 5)
+    r = decoder.feed(std::string_view(wire).substr(at, 5), body);
+  ASSERT_EQ(r.status, ParseStatus::complete);
+  EXPECT_EQ(body, expected);
+  EXPECT_EQ(decoder.bytes_examined(), wire.size());
+}
+
+TEST(MockHttpChunked, BoundsAreErrorsWithTheirStatus) {
+  std::string body;
+  // The decoded body over the cap, in small chunks or announced by one chunk's size.
+  ChunkedDecoder small(10);
+  std::string decoded;
+  auto over = small.feed("6\r\nabcdef\r\n6\r\nabcdef\r\n", decoded);
+  EXPECT_EQ(over.status, ParseStatus::error);
+  EXPECT_EQ(over.error_status, 413);
+  EXPECT_NE(over.error.find("10 bytes"), std::string::npos) << over.error;
+  EXPECT_EQ(decode_chunked("4000001\r\n", body).error_status, 413);  // 64 MiB + 1
+  EXPECT_EQ(decode_chunked("ffffffffffffffffffff\r\n", body).error_status, 413);
+  // A size line that does not end, trailers that do not end.
+  auto line = decode_chunked("5;" + std::string(kMaxChunkLineBytes, 'e'), body);
+  EXPECT_EQ(line.status, ParseStatus::error);
+  EXPECT_EQ(line.error_status, 400);
+  std::string trailers = "0\r\n";
+  while (trailers.size() <= kMaxHeaderBytes) trailers += "X-T: " + std::string(100, 't') + "\r\n";
+  EXPECT_EQ(decode_chunked(trailers, body).error_status, 431);
+  // Bare LF line ends are not CRLF.
+  EXPECT_EQ(decode_chunked("5\nhello\r\n0\r\n\r\n", body).error_status, 400);
+  EXPECT_TRUE(body.empty());  // a one-shot decode appends only a whole body
 }
 
 TEST(MockHttpQuery, FindsParameters) {

@@ -78,6 +78,10 @@ void MockConfig::validate() const {
   if (retry_after.count() < 0) throw std::invalid_argument("retry_after: must be >= 0");
   check_non_negative(max_qps, "max_qps");
   check_non_negative(qps_burst, "qps_burst");
+  if (max_body_bytes == 0) throw std::invalid_argument("max_body_bytes: must be at least 1");
+  if (header_timeout.count() <= 0)
+    throw std::invalid_argument("header_timeout: must be above 0 ms");
+  if (body_timeout.count() <= 0) throw std::invalid_argument("body_timeout: must be above 0 ms");
 }
 
 std::string_view to_string(Outcome outcome) {
@@ -122,6 +126,10 @@ std::string MockStats::to_json(std::chrono::steady_clock::time_point epoch,
   append_uint(out, max_connections_open);
   out.append(R"(,"arrivals_dropped":)");
   append_uint(out, arrivals_dropped);
+  out.append(R"(,"bytes_parsed":)");
+  append_uint(out, bytes_parsed);
+  out.append(R"(,"max_buffered_bytes":)");
+  append_uint(out, max_buffered_bytes);
   if (with_arrivals) {
     out.append(R"(,"arrivals":[)");
     for (size_t i = 0; i < arrivals.size(); ++i) {

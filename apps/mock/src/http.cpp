@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include <fmt/format.h>
+
 namespace flexllm::mock::detail {
 namespace {
 
@@ -27,12 +29,11 @@ HeadResult fail(int status, std::string why) {
 
 }  // namespace
 
-HeadResult parse_request_head(std::string_view data) {
+HeadResult parse_request_head(std::string_view data, size_t max_body) {
   size_t end = data.find("\r\n\r\n");
-  if (end == std::string_view::npos) {
-    if (data.size() > kMaxHeaderBytes) return fail(431, "request headers larger than 64 KiB");
-    return {};
-  }
+  if (end == std::string_view::npos ? data.size() > kMaxHeaderBytes : end + 4 > kMaxHeaderBytes)
+    return fail(431, "request headers larger than " + size_text(kMaxHeaderBytes));
+  if (end == std::string_view::npos) return {};
   HeadResult r;
   r.status = ParseStatus::complete;
   r.head.header_bytes = end + 4;
@@ -89,57 +90,109 @@ HeadResult parse_request_head(std::string_view data) {
     }
   }
   if (r.head.chunked && have_length) return fail(400, "both Content-Length and chunked");
-  if (r.head.content_length > kMaxBodyBytes) return fail(413, "request body larger than 64 MiB");
+  if (r.head.content_length > max_body)
+    return fail(413, "request body larger than " + size_text(max_body));
   return r;
 }
 
-ChunkedResult decode_chunked(std::string_view data, std::string& body) {
+ChunkedResult ChunkedDecoder::fail(int status, std::string why, size_t consumed) {
+  state_ = State::failed;
   ChunkedResult r;
-  std::string decoded;
+  r.status = ParseStatus::error;
+  r.consumed = consumed;
+  r.error_status = status;
+  r.error = std::move(why);
+  return r;
+}
+
+ChunkedResult ChunkedDecoder::feed(std::string_view data, std::string& body) {
+  if (state_ == State::done) return {ParseStatus::complete, 0, 0, {}};
+  if (state_ == State::failed) return fail(400, "chunked body already failed", 0);
   size_t pos = 0;
-  for (;;) {
-    size_t eol = data.find("\r\n", pos);
-    if (eol == std::string_view::npos) return r;  // incomplete
-    std::string_view size_line = data.substr(pos, eol - pos);
-    size_line = size_line.substr(0, size_line.find(';'));  // chunk extensions
-    size_line = trim(size_line);
-    size_t size = 0;
-    auto [ptr, ec] =
-        std::from_chars(size_line.data(), size_line.data() + size_line.size(), size, 16);
-    if (ec != std::errc() || ptr != size_line.data() + size_line.size() || size_line.empty()) {
-      r.status = ParseStatus::error;
-      r.error = "invalid chunk size";
-      return r;
-    }
-    pos = eol + 2;
-    if (size == 0) {
-      // Trailers, then the empty line.
-      for (;;) {
-        eol = data.find("\r\n", pos);
-        if (eol == std::string_view::npos) return r;
-        bool empty = eol == pos;
-        pos = eol + 2;
-        if (empty) break;
+  while (pos < data.size()) {
+    switch (state_) {
+      case State::size_line:
+      case State::trailer: {
+        const bool trailer = state_ == State::trailer;
+        const size_t nl = data.find('\n', pos);
+        const size_t end = nl == std::string_view::npos ? data.size() : nl + 1;
+        const size_t take = end - pos;
+        examined_ += take;
+        if (trailer && trailer_bytes_ + line_.size() + take > kMaxHeaderBytes)
+          return fail(431, "request trailers larger than " + size_text(kMaxHeaderBytes), end);
+        if (!trailer && line_.size() + take > kMaxChunkLineBytes)
+          return fail(400, "chunk size line longer than " + size_text(kMaxChunkLineBytes), end);
+        line_.append(data.substr(pos, take));
+        pos = end;
+        if (nl == std::string_view::npos) break;  // the rest of the line comes later
+        if (line_.size() < 2 || line_[line_.size() - 2] != '\r')
+          return fail(400, "chunk line not ended by CRLF", pos);
+        std::string_view line(line_.data(), line_.size() - 2);
+        if (trailer) {
+          trailer_bytes_ += line_.size();
+          const bool last = line.empty();
+          line_.clear();
+          if (last) {
+            state_ = State::done;
+            return {ParseStatus::complete, pos, 0, {}};
+          }
+          break;
+        }
+        line = trim(line.substr(0, line.find(';')));  // chunk extensions
+        size_t size = 0;
+        auto [ptr, ec] = std::from_chars(line.data(), line.data() + line.size(), size, 16);
+        if (ec == std::errc::result_out_of_range)
+          return fail(413, "request body larger than " + size_text(max_body_), pos);
+        if (ec != std::errc() || ptr != line.data() + line.size() || line.empty())
+          return fail(400, "invalid chunk size", pos);
+        line_.clear();
+        if (size == 0) {
+          state_ = State::trailer;
+        } else if (size > max_body_ - decoded_) {
+          return fail(413, "request body larger than " + size_text(max_body_), pos);
+        } else {
+          chunk_left_ = size;
+          state_ = State::data;
+        }
+        break;
       }
-      r.status = ParseStatus::complete;
-      r.consumed = pos;
-      body.append(decoded);
-      return r;
+      case State::data: {
+        const size_t take = std::min(chunk_left_, data.size() - pos);
+        body.append(data.data() + pos, take);
+        examined_ += take;
+        pos += take;
+        chunk_left_ -= take;
+        decoded_ += take;
+        if (chunk_left_ == 0) state_ = State::data_cr;
+        break;
+      }
+      case State::data_cr:
+      case State::data_lf: {
+        const bool cr = state_ == State::data_cr;
+        ++examined_;
+        if (data[pos++] != (cr ? '\r' : '\n')) return fail(400, "chunk not followed by CRLF", pos);
+        state_ = cr ? State::data_lf : State::size_line;
+        break;
+      }
+      case State::done:
+      case State::failed: break;  // returned above
     }
-    if (decoded.size() + size > kMaxBodyBytes) {
-      r.status = ParseStatus::error;
-      r.error = "request body larger than 64 MiB";
-      return r;
-    }
-    if (data.size() < pos + size + 2) return r;
-    decoded.append(data.substr(pos, size));
-    if (data.substr(pos + size, 2) != "\r\n") {
-      r.status = ParseStatus::error;
-      r.error = "chunk not followed by CRLF";
-      return r;
-    }
-    pos += size + 2;
   }
+  return {ParseStatus::incomplete, pos, 0, {}};
+}
+
+ChunkedResult decode_chunked(std::string_view data, std::string& body, size_t max_body) {
+  ChunkedDecoder decoder(max_body);
+  std::string decoded;
+  ChunkedResult r = decoder.feed(data, decoded);
+  if (r.status == ParseStatus::complete) body.append(decoded);
+  return r;
+}
+
+std::string size_text(size_t bytes) {
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes >= (1u << 10) && bytes % (1u << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
+  return fmt::format("{} bytes", bytes);
 }
 
 std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {

@@ -94,6 +94,13 @@ struct detail::ServerState {
   MockStats stats;
   std::deque<Arrival> arrivals;
   uint64_t seq = 0;
+  // MockStats::bytes_parsed, counted by the loop without the lock (it changes on every read).
+  std::atomic<uint64_t> bytes_parsed{0};
+  std::atomic<uint64_t> max_buffered{0};  // MockStats::max_buffered_bytes, likewise
+  // MockConfig's bounds, read by the loop on every read without the lock.
+  std::atomic<size_t> max_body{kMaxBodyBytes};
+  std::atomic<int64_t> header_timeout_ms{0};
+  std::atomic<int64_t> body_timeout_ms{0};
 
   // Loop thread only.
   simdjson::dom::parser parser;
@@ -116,19 +123,36 @@ struct detail::ServerState {
     }
     changed.notify_all();
   }
+  void set_bounds(const MockConfig& cfg) {
+    max_body.store(cfg.max_body_bytes, std::memory_order_relaxed);
+    header_timeout_ms.store(cfg.header_timeout.count(), std::memory_order_relaxed);
+    body_timeout_ms.store(cfg.body_timeout.count(), std::memory_order_relaxed);
+  }
+  void count_parsed(size_t n) { bytes_parsed.fetch_add(n, std::memory_order_relaxed); }
   bool take_token(const MockConfig& cfg, Clock::time_point now, double& wait_s);
   void write_log(uint64_t seq_no, Clock::time_point at, Outcome outcome, bool stream,
                  uint32_t latency_ms, std::string_view body);
 };
 
+// How much of the next request has come (while ConnState::reading).
+enum class Receiving : uint8_t { nothing, head, body };
+
 struct Conn {
   ServerState* srv = nullptr;
   bufferevent* bev = nullptr;
-  event* timer = nullptr;
+  event* timer = nullptr;     // the reply's latency, a stream's pacing
+  event* deadline = nullptr;  // the header or body timeout of the request being received
   ConnState state = ConnState::reading;
+  Receiving receiving = Receiving::nothing;
+  bool deadline_armed = false;
   bool keep_alive = true;
   bool http11 = true;
   bool continue_sent = false;
+  bool output_full = false;  // requests wait until the client has read the replies queued
+  size_t head_scanned = 0;   // input bytes searched for the head's end so far
+  RequestHead head;          // the request whose body is being received
+  size_t body_left = 0;      // its Content-Length bytes still to come
+  ChunkedDecoder chunked;
   std::unique_ptr<Exchange> ex;
   std::string body;
 };
@@ -139,6 +163,7 @@ void on_read(bufferevent* bev, void* arg);
 void on_write(bufferevent* bev, void* arg);
 void on_event(bufferevent* bev, short events, void* arg);
 void on_timer(evutil_socket_t, short, void* arg);
+void on_deadline(evutil_socket_t, short, void* arg);
 
 void end_exchange(Conn* c) {
   if (!c->ex) return;
@@ -150,6 +175,7 @@ void close_conn(Conn* c) {
   ServerState* srv = c->srv;
   end_exchange(c);
   if (c->timer) event_free(c->timer);
+  if (c->deadline) event_free(c->deadline);
   bufferevent_free(c->bev);
   srv->conns.erase(c);
   srv->update_stats([](MockStats& st) { --st.connections_open; });
@@ -444,72 +470,166 @@ void handle_request(Conn* c, const RequestHead& h) {
              "invalid_request_error", "not_found");
 }
 
+// Replies queued beyond this stop the reading of pipelined requests until the client reads them.
+constexpr size_t kMaxQueuedReplies = 1 << 20;
+
+void note_buffered(Conn* c) {
+  uint64_t held = evbuffer_get_length(bufferevent_get_input(c->bev)) +
+                  evbuffer_get_length(bufferevent_get_output(c->bev));
+  if (held > c->srv->max_buffered.load(std::memory_order_relaxed))
+    c->srv->max_buffered.store(held, std::memory_order_relaxed);
+}
+
+void arm_deadline(Conn* c, int64_t ms) {
+  timeval tv = to_timeval(std::chrono::milliseconds(ms));
+  evtimer_add(c->deadline, &tv);
+  c->deadline_armed = true;
+}
+
+// Takes what has come of the head; false until it is whole (or answered with an error).
+bool receive_head(Conn* c, evbuffer* in) {
+  ServerState& s = *c->srv;
+  const size_t avail = evbuffer_get_length(in);
+  // Only the bytes not searched yet, and the 3 before them: the end may straddle two reads.
+  const size_t from = c->head_scanned > 3 ? c->head_scanned - 3 : 0;
+  evbuffer_ptr start;
+  evbuffer_ptr_set(in, &start, from, EVBUFFER_PTR_SET);
+  evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &start);
+  if (end.pos < 0) {
+    s.count_parsed(avail - from);
+    c->head_scanned = avail;
+    if (avail <= kMaxHeaderBytes) {
+      // The header timeout counts from the first byte: a head that trickles in is still cut.
+      if (!c->deadline_armed) arm_deadline(c, s.header_timeout_ms.load(std::memory_order_relaxed));
+      return false;
+    }
+  }
+  const size_t head_len = end.pos < 0 ? kMaxHeaderBytes + 1 : static_cast<size_t>(end.pos) + 4;
+  const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, head_len));
+  HeadResult hr = parse_request_head(std::string_view(data, head_len),
+                                     s.max_body.load(std::memory_order_relaxed));
+  s.count_parsed(head_len);
+  if (hr.status == ParseStatus::error) {
+    c->keep_alive = false;
+    send_error(c, hr.error_status, hr.error, "invalid_request_error");
+    return false;
+  }
+  evbuffer_drain(in, head_len);
+  c->head = std::move(hr.head);
+  c->keep_alive = c->head.keep_alive;
+  c->http11 = c->head.http11;
+  c->body.clear();
+  if (c->head.chunked) {
+    c->chunked = ChunkedDecoder(s.max_body.load(std::memory_order_relaxed));
+  } else {
+    c->body_left = c->head.content_length;
+    // What a head announces is not allocated before it comes.
+    c->body.reserve(std::min<size_t>(c->body_left, 1 << 20) + simdjson::SIMDJSON_PADDING);
+  }
+  c->receiving = Receiving::body;
+  return true;
+}
+
+// Takes what has come of the body; true once it is whole. `moved` tells whether any came.
+bool receive_body(Conn* c, evbuffer* in, bool& moved) {
+  if (!c->head.chunked) {
+    const size_t take = std::min(c->body_left, evbuffer_get_length(in));
+    if (take > 0) {
+      const size_t had = c->body.size();
+      c->body.resize(had + take);
+      evbuffer_remove(in, c->body.data() + had, take);
+      c->body_left -= take;
+      moved = true;
+    }
+    return c->body_left == 0;
+  }
+  // Decoded from the input's own segments, each byte once, and drained as it goes.
+  ChunkedResult cr;
+  while (cr.status == ParseStatus::incomplete) {
+    evbuffer_iovec vec[8];
+    const int n = std::min(evbuffer_peek(in, -1, nullptr, vec, 8), 8);
+    size_t taken = 0;
+    for (int i = 0; i < n && cr.status == ParseStatus::incomplete; ++i) {
+      cr = c->chunked.feed(
+          std::string_view(static_cast<const char*>(vec[i].iov_base), vec[i].iov_len), c->body);
+      taken += cr.consumed;
+    }
+    if (taken == 0) break;
+    evbuffer_drain(in, taken);
+    c->srv->count_parsed(taken);
+    moved = true;
+  }
+  if (cr.status == ParseStatus::error) {
+    c->keep_alive = false;
+    send_error(c, cr.error_status, cr.error, "invalid_request_error");
+    return false;
+  }
+  return cr.status == ParseStatus::complete;
+}
+
 // Parses and answers every complete request in the input buffer while the connection is idle.
 void process(Conn* c) {
+  ServerState& s = *c->srv;
   evbuffer* in = bufferevent_get_input(c->bev);
+  evbuffer* out = bufferevent_get_output(c->bev);
   while (c->state == ConnState::reading) {
-    size_t avail = evbuffer_get_length(in);
-    if (avail == 0) return;
-    evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, nullptr);
-    size_t head_len = end.pos < 0 ? std::min(avail, kMaxHeaderBytes + 1) : end.pos + 4;
-    const char* data = reinterpret_cast<const char*>(evbuffer_pullup(in, head_len));
-    HeadResult hr = parse_request_head(std::string_view(data, head_len));
-    if (hr.status == ParseStatus::incomplete) return;
-    if (hr.status == ParseStatus::error) {
-      c->keep_alive = false;
-      return send_error(c, hr.error_status, hr.error, "invalid_request_error");
+    if (evbuffer_get_length(out) > kMaxQueuedReplies) {
+      c->output_full = true;  // on_write goes on once they are sent
+      return;
     }
-    const RequestHead& h = hr.head;
-    size_t consumed;
-    c->body.clear();
-    if (h.chunked) {
-      data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
-      ChunkedResult cr =
-          decode_chunked(std::string_view(data + head_len, avail - head_len), c->body);
-      if (cr.status == ParseStatus::error) {
-        c->keep_alive = false;
-        return send_error(c, 400, cr.error, "invalid_request_error");
+    bool moved = false;
+    if (c->receiving != Receiving::body) {
+      if (evbuffer_get_length(in) == 0) return;
+      if (c->receiving == Receiving::nothing) {
+        c->receiving = Receiving::head;
+        c->head_scanned = 0;
       }
-      if (cr.status == ParseStatus::incomplete) {
-        if (h.expect_continue && !c->continue_sent) {
-          bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-          c->continue_sent = true;
-        }
-        return;
-      }
-      consumed = head_len + cr.consumed;
-      evbuffer_drain(in, consumed);
-    } else {
-      if (avail < head_len + h.content_length) {
-        if (h.expect_continue && !c->continue_sent) {
-          bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-          c->continue_sent = true;
-        }
-        return;
-      }
-      evbuffer_drain(in, head_len);
-      c->body.resize(h.content_length);
-      evbuffer_remove(in, c->body.data(), h.content_length);
+      if (!receive_head(c, in)) break;  // incomplete, or answered with an error
+      moved = true;
     }
-    c->body.reserve(c->body.size() + simdjson::SIMDJSON_PADDING);
+    if (!receive_body(c, in, moved)) {
+      if (c->state != ConnState::reading) break;  // answered with an error
+      if (c->head.expect_continue && !c->continue_sent) {
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        c->continue_sent = true;
+      }
+      // The body timeout is for a pause: it starts again whenever bytes come.
+      if (moved) arm_deadline(c, s.body_timeout_ms.load(std::memory_order_relaxed));
+      return;
+    }
+    if (c->deadline_armed) {
+      evtimer_del(c->deadline);
+      c->deadline_armed = false;
+    }
+    c->receiving = Receiving::nothing;
     c->continue_sent = false;
-    c->keep_alive = h.keep_alive;
-    c->http11 = h.http11;
-    handle_request(c, h);
-    if (c->state == ConnState::closing && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-      return close_conn(c);
-    if (c->state != ConnState::reading) return;
+    c->body.reserve(c->body.size() + simdjson::SIMDJSON_PADDING);
+    handle_request(c, c->head);
+    note_buffered(c);
   }
+  if (c->state == ConnState::closing && evbuffer_get_length(out) == 0) close_conn(c);
 }
 
 void on_read(bufferevent*, void* arg) {
-  process(static_cast<Conn*>(arg));
+  auto* c = static_cast<Conn*>(arg);
+  note_buffered(c);
+  if (c->state == ConnState::hung) {
+    // Never answered, so nothing after it is either: dropped, still reading to see the close.
+    evbuffer* in = bufferevent_get_input(c->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    return;
+  }
+  process(c);
 }
 
 void on_write(bufferevent* bev, void* arg) {
   auto* c = static_cast<Conn*>(arg);
   if (c->state == ConnState::closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    close_conn(c);
+    return close_conn(c);
+  if (c->output_full && c->state == ConnState::reading) {
+    c->output_full = false;
+    process(c);
+  }
 }
 
 void on_event(bufferevent*, short events, void* arg) {
@@ -530,6 +650,21 @@ void on_timer(evutil_socket_t, short, void* arg) {
   if (c->state == ConnState::reading) process(c);
 }
 
+// A request that did not come in time: 408 (it is not answered otherwise), then the close.
+void on_deadline(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<Conn*>(arg);
+  c->deadline_armed = false;
+  if (c->state != ConnState::reading || c->receiving == Receiving::nothing) return;
+  const bool head = c->receiving == Receiving::head;
+  const int64_t ms = head ? c->srv->header_timeout_ms.load(std::memory_order_relaxed)
+                          : c->srv->body_timeout_ms.load(std::memory_order_relaxed);
+  c->keep_alive = false;
+  send_error(c, 408,
+             head ? fmt::format("mock: the request head did not come whole within {} ms", ms)
+                  : fmt::format("mock: no byte of the request body came for {} ms", ms),
+             "invalid_request_error", "timeout");
+}
+
 void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
   auto* s = static_cast<ServerState*>(arg);
   int one = 1;
@@ -538,16 +673,22 @@ void on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
   c->srv = s;
   c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
   c->timer = evtimer_new(s->base, on_timer, c);
-  if (c->bev == nullptr || c->timer == nullptr) {
+  c->deadline = evtimer_new(s->base, on_deadline, c);
+  if (c->bev == nullptr || c->timer == nullptr || c->deadline == nullptr) {
     if (c->bev)
       bufferevent_free(c->bev);
     else
       evutil_closesocket(fd);
     if (c->timer) event_free(c->timer);
+    if (c->deadline) event_free(c->deadline);
     delete c;
     return;
   }
   bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+  // Input stops being read at a head's worth (the client's sends block) while the connection
+  // does not take requests: a reply pending or being sent, or replies queued. Bodies are moved
+  // out as they come, so this never holds a request back.
+  bufferevent_setwatermark(c->bev, EV_READ, 0, kMaxHeaderBytes + 1);
   bufferevent_enable(c->bev, EV_READ | EV_WRITE);
   s->conns.insert(c);
   s->update_stats([](MockStats& st) {
@@ -611,6 +752,8 @@ void ServerState::reset_stats() {
   stats.in_flight = stats.max_in_flight = in_flight;
   stats.connections_open = stats.max_connections_open = open;
   arrivals.clear();
+  bytes_parsed.store(0, std::memory_order_relaxed);
+  max_buffered.store(0, std::memory_order_relaxed);
 }
 
 void ServerState::run() {
@@ -704,6 +847,7 @@ MockServer::MockServer(MockConfig config) : impl_(std::make_unique<ServerState>(
       },
       s.base);
   event_add(s.wake, nullptr);
+  s.set_bounds(config);
   s.config = std::make_shared<const MockConfig>(std::move(config));
   s.thread = std::thread([&s] { s.run(); });
 }
@@ -739,6 +883,8 @@ std::string MockServer::base_url() const {
 MockStats ServerState::snapshot(bool with_arrivals) const {
   std::lock_guard lock(mu);
   MockStats st = stats;
+  st.bytes_parsed = bytes_parsed.load(std::memory_order_relaxed);
+  st.max_buffered_bytes = max_buffered.load(std::memory_order_relaxed);
   if (with_arrivals) st.arrivals.assign(arrivals.begin(), arrivals.end());
   return st;
 }
@@ -763,6 +909,7 @@ void MockServer::update(MockConfig config) {
   config.host = impl_->config->host;
   config.port = impl_->port;
   config.log_file = impl_->config->log_file;
+  impl_->set_bounds(config);
   impl_->config = std::make_shared<const MockConfig>(std::move(config));
 }
 

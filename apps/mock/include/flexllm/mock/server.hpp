@@ -90,6 +90,14 @@ struct MockConfig {
   std::string log_file{};        // JSONL line per chat request (with its body) when not empty
   bool record_bodies = false;    // keep each request body in Arrival::body (tests inspect them)
   size_t max_arrivals = 200000;  // arrivals kept for stats(); older ones are counted, not kept
+  // Bounds on what one connection can make the server hold or wait for. A request head is at most
+  // 64 KiB (431 beyond); a body at most max_body_bytes (413 beyond, chunked or not). A head must
+  // arrive whole within header_timeout of its first byte, and a body must not pause longer than
+  // body_timeout; otherwise the request is answered 408 and the connection closed. An idle
+  // keep-alive connection (no byte of a next request) is kept.
+  size_t max_body_bytes = 64 * 1024 * 1024;  // room for inline images
+  std::chrono::milliseconds header_timeout{30000};
+  std::chrono::milliseconds body_timeout{60000};
 
   // Throws std::invalid_argument naming the offending field.
   void validate() const;
@@ -129,6 +137,13 @@ struct MockStats {
   uint64_t connections_total = 0;
   uint64_t max_connections_open = 0;
   uint64_t arrivals_dropped = 0;  // arrivals beyond max_arrivals (oldest are dropped first)
+  // Request bytes the parser looked at (searching for a head's end, parsing it, decoding chunked
+  // bodies): a small multiple of the bytes received however they were split, never their square.
+  uint64_t bytes_parsed = 0;
+  // The most bytes held for one connection at once: request bytes received and not yet parsed
+  // plus reply bytes not yet sent (a body being received is not counted: max_body_bytes bounds
+  // it). The bounds keep it within about 64 KiB + 1 MiB + the largest reply.
+  uint64_t max_buffered_bytes = 0;
   std::vector<Arrival> arrivals;
 
   uint64_t count(Outcome outcome) const { return by_outcome[static_cast<size_t>(outcome)]; }
