@@ -256,11 +256,15 @@ class MessageSource {
   Reopen reopen_;
 };
 
+// The longest line a JSONL input may have (64 MiB: room for inline images). A longer line is
+// bad input like a line that is not JSON, and is passed over without being held in memory.
+inline constexpr size_t kMaxJsonlLineBytes = size_t{64} << 20;
+
 // Messages from a JSONL file, one request per line: a messages array, or an object with
 // "messages" (other fields are ignored here). Blank lines are skipped. Throws InvalidRequestError
-// naming the file and line for a line that is neither. Its size is the number of non-blank lines,
-// counted by one extra pass over the file when first asked for.
-MessageSource jsonl_messages(const std::string& path);
+// naming the file and line for a line that is neither, or longer than `max_line_bytes`. Its size
+// is the number of non-blank lines, counted by one extra pass over the file when first asked for.
+MessageSource jsonl_messages(const std::string& path, size_t max_line_bytes = kMaxJsonlLineBytes);
 
 struct JsonlRequestOptions {
   // A system message for records that bring none of their own ("" = none).
@@ -268,6 +272,8 @@ struct JsonlRequestOptions {
   // Called for each line that cannot be used (its text names file and line); that line's item
   // fails without a request (SourceItem::error) and the batch goes on.
   std::function<void(const std::string&)> on_bad_line{};
+  // A longer line cannot be used (above).
+  size_t max_line_bytes = kMaxJsonlLineBytes;
 };
 
 // Requests from a JSONL file, or standard input when `path` is "-", one per non-blank line, in
@@ -278,9 +284,10 @@ struct JsonlRequestOptions {
 //   [...]                                       a bare messages array
 //   "…"                                         a bare prompt string
 // Every other field of an object travels as the item's metadata (an object; null when none).
-// A line that is not JSON or in none of these forms fails its own item (SourceItem::error:
-// "FILE:LINE: …") instead of the batch. Throws InvalidRequestError when the file cannot be
-// opened. A file's size is its non-blank lines (one extra pass when asked); stdin's is unknown.
+// A line that is not JSON, in none of these forms, or longer than options.max_line_bytes fails its
+// own item (SourceItem::error: "FILE:LINE: …") instead of the batch. Throws InvalidRequestError
+// when the file cannot be opened. A file's size is its non-blank lines (one extra pass when asked);
+// stdin's is unknown.
 MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions options = {});
 
 }  // namespace flexllm

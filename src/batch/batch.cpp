@@ -158,11 +158,15 @@ size_t count_nonblank_lines(const std::string& path) {
 
 }  // namespace
 
-MessageSource jsonl_messages(const std::string& path) {
-  auto in = std::make_shared<detail::LineReader>(path);
+MessageSource jsonl_messages(const std::string& path, size_t max_line_bytes) {
+  auto in = std::make_shared<detail::LineReader>(path, max_line_bytes);
   auto next = [in, path]() -> std::optional<json> {
     std::string_view line;
     if (!in->next(line)) return std::nullopt;
+    if (in->too_long())
+      throw InvalidRequestError(Error(
+          ErrorKind::invalid_request,
+          fmt::format("{}:{}: {}", path, in->line_no(), detail::too_long_line(in->max_line()))));
     json value = json::parse(line.begin(), line.end(), nullptr, false);
     if (value.is_array()) return value;
     if (value.is_object() && value.contains("messages")) return value["messages"];
@@ -177,7 +181,9 @@ MessageSource jsonl_messages(const std::string& path) {
   };
   MessageSource source(std::move(next),
                        MessageSource::Size([path] { return count_nonblank_lines(path); }));
-  source.with_skip(std::move(skip)).with_reopen([path] { return jsonl_messages(path); });
+  source.with_skip(std::move(skip)).with_reopen([path, max_line_bytes] {
+    return jsonl_messages(path, max_line_bytes);
+  });
   return source;
 }
 
@@ -185,7 +191,7 @@ MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions option
   const bool from_stdin = path == "-";
   struct State {
     State(const std::string& path, std::string n, JsonlRequestOptions o)
-        : in(path), name(std::move(n)), options(std::move(o)) {}
+        : in(path, o.max_line_bytes), name(std::move(n)), options(std::move(o)) {}
     detail::LineReader in;
     std::string name;
     JsonlRequestOptions options;
@@ -194,12 +200,16 @@ MessageSource jsonl_requests(const std::string& path, JsonlRequestOptions option
   auto next = [st]() -> std::optional<SourceItem> {
     std::string_view line;
     if (!st->in.next(line)) return std::nullopt;
-    json record = json::parse(line.begin(), line.end(), nullptr, false);
-    SourceItem item =
-        record.is_discarded()
-            ? SourceItem{json(), json(),
-                         "not valid JSON: " + detail::describe_parse_error(std::string(line))}
-            : detail::request_from_record(std::move(record), st->options.system);
+    SourceItem item;
+    if (st->in.too_long()) {
+      item.error = detail::too_long_line(st->in.max_line());
+    } else {
+      json record = json::parse(line.begin(), line.end(), nullptr, false);
+      item = record.is_discarded()
+                 ? SourceItem{json(), json(),
+                              "not valid JSON: " + detail::describe_parse_error(std::string(line))}
+                 : detail::request_from_record(std::move(record), st->options.system);
+    }
     if (!item.error.empty()) {
       item.error = fmt::format("{}:{}: {}", st->name, st->in.line_no(), item.error);
       if (st->options.on_bad_line) st->options.on_bad_line(item.error);

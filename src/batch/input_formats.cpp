@@ -112,4 +112,12 @@ std::string describe_parse_error(const std::string& line) {
   return "not valid JSON";
 }
 
+std::string too_long_line(size_t limit) {
+  const std::string size = limit % (1 << 20) == 0 && limit > 0 ? fmt::format("{} MiB", limit >> 20)
+                           : limit % (1 << 10) == 0 && limit > 0
+                               ? fmt::format("{} KiB", limit >> 10)
+                               : fmt::format("{} bytes", limit);
+  return fmt::format("line longer than {} (the most a JSONL input line may hold)", size);
+}
+
 }  // namespace flexllm::detail

@@ -15,4 +15,7 @@ SourceItem request_from_record(json record, const std::string& system);
 // A JSON parse failure as one readable clause: "column 7: syntax error while parsing value …".
 std::string describe_parse_error(const std::string& line);
 
+// Why a line over the limit is not read: "line longer than 64 MiB (the limit of a JSONL line)".
+std::string too_long_line(size_t limit);
+
 }  // namespace flexllm::detail

@@ -21,7 +21,7 @@ bool blank(std::string_view line) {
 
 }  // namespace
 
-LineReader::LineReader(const std::string& path) {
+LineReader::LineReader(const std::string& path, size_t max_line) : max_line_(max_line) {
   if (path == "-") {
     fd_ = STDIN_FILENO;
   } else {
@@ -55,8 +55,17 @@ bool LineReader::fill() {
 }
 
 bool LineReader::next(std::string_view& line) {
+  too_long_ = false;
   for (;;) {
     if (pos_ >= end_ && !fill()) {
+      if (skipping_) {  // a last line that is too long, without its newline
+        ++line_no_;
+        skipping_ = false;
+        if (!skipped_text_) return false;
+        too_long_ = true;
+        line = {};
+        return true;
+      }
       if (carry_.empty()) return false;
       ++line_no_;  // a last line without its newline
       joined_ = std::move(carry_);
@@ -67,12 +76,31 @@ bool LineReader::next(std::string_view& line) {
     }
     const char* start = buf_.data() + pos_;
     const void* nl = std::memchr(start, '\n', end_ - pos_);
+    const size_t len = nl ? static_cast<size_t>(static_cast<const char*>(nl) - start) : end_ - pos_;
+    if (skipping_) {
+      // Passing over a line that is too long: only whether it holds more than blanks is kept.
+      skipped_text_ = skipped_text_ || !blank(std::string_view(start, len));
+      pos_ += nl ? len + 1 : len;
+      if (!nl) continue;
+      ++line_no_;
+      skipping_ = false;
+      if (!skipped_text_) continue;  // blank after all, like count_nonblank_lines says
+      too_long_ = true;
+      line = {};
+      return true;
+    }
+    if (carry_.size() + len > max_line_) {
+      // Over the limit: what came of it so far is let go, and the rest is passed over above.
+      skipping_ = true;
+      skipped_text_ = !blank(carry_);
+      std::string().swap(carry_);
+      continue;
+    }
     if (!nl) {
-      carry_.append(start, end_ - pos_);
+      carry_.append(start, len);
       pos_ = end_;
       continue;
     }
-    const size_t len = static_cast<size_t>(static_cast<const char*>(nl) - start);
     pos_ += len + 1;
     ++line_no_;
     if (!carry_.empty()) {

@@ -202,8 +202,13 @@ std::optional<int64_t> read_int(simdjson::simdjson_result<element> r) {
   if (e.get_uint64().get(u) == simdjson::SUCCESS)
     return static_cast<int64_t>(std::min<uint64_t>(u, INT64_MAX));
   double d;
-  if (e.get_double().get(d) == simdjson::SUCCESS && std::isfinite(d))
+  if (e.get_double().get(d) == simdjson::SUCCESS && std::isfinite(d)) {
+    // Clamped like the unsigned case: converting a double out of int64's range is undefined.
+    constexpr double kTwo63 = 9223372036854775808.0;
+    if (d >= kTwo63) return INT64_MAX;
+    if (d < -kTwo63) return INT64_MIN;
     return static_cast<int64_t>(d);
+  }
   return std::nullopt;
 }
 
@@ -214,7 +219,10 @@ std::optional<Usage> read_usage(simdjson::simdjson_result<element> r) {
   usage.prompt_tokens = read_int(u["prompt_tokens"]).value_or(0);
   usage.completion_tokens = read_int(u["completion_tokens"]).value_or(0);
   usage.total_tokens = read_int(u["total_tokens"]).value_or(0);
-  if (usage.total_tokens == 0) usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+  // Saturating: a server's counts may be anything up to INT64_MAX (found by fuzzing).
+  if (usage.total_tokens == 0 &&
+      __builtin_add_overflow(usage.prompt_tokens, usage.completion_tokens, &usage.total_tokens))
+    usage.total_tokens = usage.prompt_tokens > 0 ? INT64_MAX : INT64_MIN;
   usage.reasoning_tokens = read_int(u["completion_tokens_details"]["reasoning_tokens"]);
   if (!usage.reasoning_tokens) usage.reasoning_tokens = read_int(u["reasoning_tokens"]);
   return usage;

@@ -311,6 +311,66 @@ TEST(Batch, JsonlSourceReadsMessagesAndNamesBadLines) {
   std::remove(path.c_str());
 }
 
+// A line over the limit (64 MiB by default; small here) is bad input like a line that is not JSON:
+// jsonl_messages throws naming file and line, jsonl_requests fails that item alone and the batch
+// goes on, and a rerun resumes around it.
+TEST(Batch, JsonlLinesOverTheLimitAreNamedBadLines) {
+  std::string path = temp_path("long_lines.jsonl");
+  const std::string huge(3 << 20, 'x');  // read blocks are 256 KiB: the line spans many
+  {
+    std::ofstream f(path);
+    f << R"({"prompt":"p0"})"
+      << "\n"
+      << R"({"prompt":")" << huge << R"("})"
+      << "\n"
+      << R"({"prompt":"p2"})"
+      << "\n\n"
+      << R"({"prompt":")" << std::string(5000, 'y') << R"("})"
+      << "\n"
+      << R"({"prompt":"p5"})"
+      << "\n";
+  }
+  MessageSource messages = jsonl_messages(path, 4096);
+  EXPECT_EQ(messages.size(), 5u);
+  EXPECT_TRUE(messages.skip());  // line 1 passed over (not a messages line)
+  try {
+    messages();
+    ADD_FAILURE() << "a line over the limit must throw";
+  } catch (const InvalidRequestError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":2: line longer than 4 KiB"), std::string::npos)
+        << e.what();
+  }
+
+  MockServer mock({.echo = true});
+  LLMClient client(config_for(mock));
+  std::string out = temp_path("long_lines_out.jsonl");
+  std::remove(out.c_str());
+  std::vector<std::string> bad_lines;
+  JsonlRequestOptions options{
+      .on_bad_line = [&](const std::string& why) { bad_lines.push_back(why); },
+      .max_line_bytes = 4096};
+  for (int run = 0; run < 2; ++run) {
+    bad_lines.clear();
+    BatchResult r =
+        client.chat_completions_batch(jsonl_requests(path, options), {.output_file = out});
+    ASSERT_EQ(r.items.size(), 5u);
+    EXPECT_EQ(r.summary.failed, 2u);
+    EXPECT_EQ(run == 0 ? r.summary.success : r.summary.restored, 3u);
+    for (size_t i : {1u, 3u}) {
+      ASSERT_EQ(r.items[i].status, ItemStatus::error) << i;
+      EXPECT_EQ(r.items[i].error->kind(), ErrorKind::invalid_request);
+      const std::string where = path + ":" + std::to_string(i == 1 ? 2 : 5) + ": line longer than";
+      EXPECT_NE(std::string(r.items[i].error->what()).find(where), std::string::npos)
+          << r.items[i].error->what();
+    }
+    EXPECT_EQ(r.items[4].content(), "p5");
+    ASSERT_EQ(bad_lines.size(), 2u);
+  }
+  EXPECT_EQ(mock.stats().requests, 3u);  // the long lines were never sent, and done once
+  std::remove(out.c_str());
+  std::remove(path.c_str());
+}
+
 // A new file is written in index order while completions allow it (records that finish early wait
 // a little for those before them): it is then its own compacted form and is not rewritten. When a
 // straggler keeps them waiting past half a flush interval, they are written in completion order and

@@ -1,7 +1,14 @@
-// The JSONL input forms of jsonl_requests (SPEC §14): one record to one request + metadata.
+// The JSONL input forms of jsonl_requests (SPEC §14): one record to one request + metadata; the
+// reader's bound on a line's length.
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "batch/input_formats.hpp"
+#include "batch/line_reader.hpp"
 
 namespace {
 
@@ -78,6 +85,68 @@ TEST(BatchInputs, UnusableRecordsSayWhy) {
 TEST(BatchInputs, ParseErrorsNameTheColumn) {
   std::string why = flexllm::detail::describe_parse_error(R"({"prompt": "x",})");
   EXPECT_EQ(why.rfind("column ", 0), 0u) << why;
+}
+
+}  // namespace
+
+namespace {
+
+using flexllm::detail::LineReader;
+
+TEST(LineReaderLimit, ALineOverTheLimitIsNamedAndPassedOverWithoutBeingHeld) {
+  const std::string path =
+      ::testing::TempDir() + "flexllm_" + std::to_string(getpid()) + "_long_lines.jsonl";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << "short\n"
+      << std::string(5 << 20, 'x') << "\n"  // over the limit, across many read blocks
+      << "after\n"
+      << std::string(1500, 'y') << "\n"      // over the limit, within one block
+      << std::string(3000, ' ') << "\t\r\n"  // blank however long: skipped like any blank line
+      << std::string(1001, 'z');             // over the limit, the last line, no newline
+  }
+  LineReader in(path, 1000);
+  std::string_view line;
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "short");
+  EXPECT_FALSE(in.too_long());
+  ASSERT_TRUE(in.next(line));
+  EXPECT_TRUE(in.too_long());
+  EXPECT_EQ(in.line_no(), 2u);
+  EXPECT_TRUE(line.empty());
+  // Its bytes went by; what the reader holds is its block and at most a line's worth.
+  EXPECT_LE(in.held_bytes(), (256u << 10) + 2 * 1000 + 64) << in.held_bytes();
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "after");
+  EXPECT_FALSE(in.too_long());
+  EXPECT_EQ(in.line_no(), 3u);
+  ASSERT_TRUE(in.next(line));
+  EXPECT_TRUE(in.too_long());
+  EXPECT_EQ(in.line_no(), 4u);
+  ASSERT_TRUE(in.next(line));
+  EXPECT_TRUE(in.too_long());
+  EXPECT_EQ(in.line_no(), 6u);
+  EXPECT_FALSE(in.next(line));
+  EXPECT_LE(in.held_bytes(), (256u << 10) + 2 * 1000 + 64) << in.held_bytes();
+
+  // A line of exactly the limit is read.
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f << std::string(1000, 'e') << "\n" << std::string(1000, 'f');
+  }
+  LineReader exact(path, 1000);
+  ASSERT_TRUE(exact.next(line));
+  EXPECT_EQ(line, std::string(1000, 'e'));
+  ASSERT_TRUE(exact.next(line));
+  EXPECT_EQ(line, std::string(1000, 'f'));
+  EXPECT_FALSE(exact.too_long());
+  std::remove(path.c_str());
+}
+
+TEST(LineReaderLimit, TheErrorNamesTheLimit) {
+  EXPECT_NE(flexllm::detail::too_long_line(64u << 20).find("longer than 64 MiB"),
+            std::string::npos);
+  EXPECT_NE(flexllm::detail::too_long_line(1000).find("longer than 1000 bytes"), std::string::npos);
 }
 
 }  // namespace
