@@ -12,6 +12,16 @@ const char* find_char(const char* p, const char* end, char c) noexcept {
   return static_cast<const char*>(std::memchr(p, c, static_cast<size_t>(end - p)));
 }
 
+// A line may be as long as "data: " and the event cap (a data line whose value is exactly the
+// cap is fine). The line cap holds wherever the line lies, in one chunk or carried over several:
+// whether a stream fails must not depend on how the network cut it (found by fuzzing: a long
+// comment passed in one read and failed in two).
+constexpr size_t kLineSlack = 6;
+
+size_t line_cap(size_t max_event_bytes) noexcept {
+  return max_event_bytes > SIZE_MAX - kLineSlack ? SIZE_MAX : max_event_bytes + kLineSlack;
+}
+
 }  // namespace
 
 SseDecoder::Status SseDecoder::feed_impl(std::string_view bytes, Sink sink, void* ctx) {
@@ -61,7 +71,7 @@ SseDecoder::Status SseDecoder::feed_impl(std::string_view bytes, Sink sink, void
     } else {
       // No terminator in the rest of the chunk: keep the partial line for the next one.
       const size_t rest = static_cast<size_t>(end - p);
-      if (line_.size() + rest > max_event_bytes_) {
+      if (line_.size() + rest > line_cap(max_event_bytes_)) {
         status_ = Status::too_large;
         return status_;
       }
@@ -70,14 +80,14 @@ SseDecoder::Status SseDecoder::feed_impl(std::string_view bytes, Sink sink, void
     }
 
     bool go;
+    const size_t n = static_cast<size_t>(eol - p);
+    if (line_.size() + n > line_cap(max_event_bytes_)) {
+      status_ = Status::too_large;
+      return status_;
+    }
     if (line_.empty()) {
-      go = on_line(std::string_view(p, static_cast<size_t>(eol - p)), true, sink, ctx);
+      go = on_line(std::string_view(p, n), true, sink, ctx);
     } else {
-      const size_t n = static_cast<size_t>(eol - p);
-      if (line_.size() + n > max_event_bytes_) {
-        status_ = Status::too_large;
-        return status_;
-      }
       line_.append(p, n);
       go = on_line(line_, false, sink, ctx);
       line_.clear();

@@ -24,7 +24,7 @@ class SseDecoder {
   enum class Status {
     ok,
     stopped,    // the callback returned false; the rest of the stream is ignored
-    too_large,  // an event (or a line) exceeded the size cap; the stream is unusable
+    too_large,  // an event's data exceeded the cap (a line: "data: " + the cap); stream unusable
   };
 
   static constexpr size_t kDefaultMaxEventBytes = size_t{16} << 20;
