@@ -158,7 +158,9 @@ std::string replace_value(std::string_view line, int lineno, const std::string& 
 
 }  // namespace
 
-std::string set_default_model(const std::string& text, const std::string& name) {
+namespace {
+
+std::string edit_default(const std::string& text, const std::string& name) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -254,6 +256,26 @@ std::string set_default_model(const std::string& text, const std::string& name) 
     }
     out += lines[i];
   }
+  return out;
+}
+
+}  // namespace
+
+std::string set_default_model(const std::string& text, const std::string& name) {
+  std::string out = edit_default(text, name);
+  // Read back: YAML has layouts the line edit does not see (found by fuzzing: after a `...` or
+  // `---` line a new document starts, and only the first is read, so a `default:` added at the
+  // end was ignored while set-model reported success).
+  YAML::Node root;
+  try {
+    root = YAML::Load(out);
+  } catch (const YAML::Exception&) {
+    root = YAML::Node();
+  }
+  const YAML::Node& read_back = root;
+  if (!read_back.IsMap() || !read_back["default"].IsScalar() ||
+      read_back["default"].Scalar() != name)
+    cannot_edit(1, "the file's layout is not understood (several YAML documents?)");
   return out;
 }
 
