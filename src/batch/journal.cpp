@@ -41,7 +41,8 @@ bool read_uint(std::string_view s, size_t& pos, uint64_t& value) {
 }
 
 bool expect(std::string_view s, size_t& pos, std::string_view text) {
-  if (s.substr(pos, text.size()) != text) return false;
+  // `pos` may be past the end: after an unterminated string (found by fuzzing: substr threw).
+  if (pos > s.size() || s.substr(pos, text.size()) != text) return false;
   pos += text.size();
   return true;
 }
