@@ -1,7 +1,8 @@
 // The mock server's request parsing: the head is complete exactly when its blank line has arrived
 // (never earlier, the same head with more bytes after it), its size is where that line ends, its
-// errors carry a status; a chunked body is complete at one place, decodes the same with more bytes
-// after it, and is incomplete on every shorter prefix tried.
+// errors carry a status; a chunked body decodes to the same body, end or error whether it arrives
+// whole, one byte at a time or in random pieces (with the 64 MiB cap and a small one), each byte
+// examined once, and the same as decoding it in one go.
 #include "fuzz.hpp"
 #include "http.hpp"
 
@@ -37,37 +38,72 @@ void check_head(std::string_view input, const HeadResult& h) {
   }
 }
 
+struct Decoded {
+  ParseStatus status = ParseStatus::incomplete;
+  size_t end = 0;  // where the body ended (complete)
+  int error_status = 0;
+  std::string body;
+  bool operator==(const Decoded&) const = default;
+};
+
+// The incremental decoder fed `body` in the given pieces.
+Decoded decode_in_pieces(std::string_view body, const std::vector<size_t>& cuts, size_t max_body) {
+  mock::detail::ChunkedDecoder decoder(max_body);
+  Decoded d;
+  size_t at = 0;
+  for (size_t cut : cuts) {
+    const size_t size = cut - at;
+    const ChunkedResult r = decoder.feed(body.substr(at, size), d.body);
+    FLEXLLM_FUZZ_CHECK(r.consumed <= size, "consumed {} of {} bytes", r.consumed, size);
+    FLEXLLM_FUZZ_CHECK(decoder.bytes_examined() <= at + r.consumed, "{} bytes examined of {} taken",
+                       decoder.bytes_examined(), at + r.consumed);
+    if (r.status == ParseStatus::incomplete) {
+      FLEXLLM_FUZZ_CHECK(r.consumed == size, "incomplete with {} of {} bytes left",
+                         size - r.consumed, size);
+      at = cut;
+      continue;
+    }
+    d.status = r.status;
+    if (r.status == ParseStatus::error) {
+      FLEXLLM_FUZZ_CHECK(!r.error.empty() && r.error_status >= 400 && r.error_status <= 599,
+                         "a chunked error with status {} and reason {:?}", r.error_status, r.error);
+      d.error_status = r.error_status;
+      d.body.clear();  // how much was decoded before the error depends on the pieces
+    } else {
+      d.end = at + r.consumed;
+    }
+    break;
+  }
+  return d;
+}
+
 void check_chunked(std::string_view body) {
-  std::string decoded;
-  const ChunkedResult whole = mock::detail::decode_chunked(body, decoded);
-  FLEXLLM_FUZZ_CHECK(whole.consumed <= body.size(), "consumed {} of {} bytes", whole.consumed,
-                     body.size());
-  if (whole.status == ParseStatus::error) {
-    FLEXLLM_FUZZ_CHECK(!whole.error.empty(), "a chunked error without a reason");
-    return;
-  }
-  if (whole.status == ParseStatus::incomplete) {
-    FLEXLLM_FUZZ_CHECK(decoded.empty(), "an incomplete body decoded");
-    return;
-  }
-  FLEXLLM_FUZZ_CHECK(decoded.size() <= body.size() && decoded.size() <= mock::detail::kMaxBodyBytes,
-                     "{} bytes decoded from {}", decoded.size(), body.size());
-  // More bytes after the body change nothing.
-  std::string more(body.substr(0, whole.consumed));
-  more += "5\r\nextra\r\n0\r\n\r\n";
-  std::string again;
-  const ChunkedResult longer = mock::detail::decode_chunked(more, again);
-  FLEXLLM_FUZZ_CHECK(longer.status == ParseStatus::complete && longer.consumed == whole.consumed &&
-                         again == decoded,
-                     "the body decodes differently with bytes after it");
-  // Shorter: incomplete (the server waits for more), never complete or an error.
   const uint64_t h = input_hash(body);
-  for (size_t cut : {whole.consumed - 1, h % whole.consumed, (h >> 20) % whole.consumed}) {
-    std::string part;
-    const ChunkedResult r = mock::detail::decode_chunked(body.substr(0, cut), part);
-    FLEXLLM_FUZZ_CHECK(r.status == ParseStatus::incomplete && part.empty(),
-                       "the first {} of {} bytes: status {}", cut, whole.consumed,
-                       static_cast<int>(r.status));
+  for (size_t max_body : {mock::detail::kMaxBodyBytes, size_t{1} + h % 64}) {
+    const Decoded whole = decode_in_pieces(body, {body.size()}, max_body);
+    for (const auto& [cuts, how] : {std::pair{bytewise_cuts(body.size()), "bytewise"},
+                                    std::pair{cuts_for(body, 64), "pieces"}}) {
+      const Decoded d = decode_in_pieces(body, cuts, max_body);
+      FLEXLLM_FUZZ_CHECK(d == whole,
+                         "max body {}: whole/{}: status {}/{} end {}/{} error {}/{} body {}/{} "
+                         "bytes",
+                         max_body, how, static_cast<int>(whole.status), static_cast<int>(d.status),
+                         whole.end, d.end, whole.error_status, d.error_status, whole.body.size(),
+                         d.body.size());
+    }
+    if (whole.status == ParseStatus::complete)
+      FLEXLLM_FUZZ_CHECK(whole.body.size() <= max_body, "{} bytes decoded past the cap of {}",
+                         whole.body.size(), max_body);
+    // In one go: the same, and the body appended only once complete.
+    std::string decoded;
+    const ChunkedResult once = mock::detail::decode_chunked(body, decoded, max_body);
+    FLEXLLM_FUZZ_CHECK(once.status == whole.status &&
+                           (once.status != ParseStatus::complete ||
+                            (once.consumed == whole.end && decoded == whole.body)) &&
+                           (once.status == ParseStatus::complete || decoded.empty()),
+                       "decode_chunked: status {} consumed {}, the decoder: {} {}",
+                       static_cast<int>(once.status), once.consumed, static_cast<int>(whole.status),
+                       whole.end);
   }
 }
 
@@ -89,6 +125,18 @@ void mock_request(std::string_view input) {
     const HeadResult more = mock::detail::parse_request_head(longer);
     FLEXLLM_FUZZ_CHECK(more.status == ParseStatus::complete && same_head(more.head, whole.head),
                        "the head parses differently with bytes after it");
+    // A smaller body cap: 413 for a Content-Length over it, else the same head.
+    const size_t cap = h % 256;
+    const HeadResult capped = mock::detail::parse_request_head(input, cap);
+    if (whole.head.content_length > cap)
+      FLEXLLM_FUZZ_CHECK(capped.status == ParseStatus::error && capped.error_status == 413,
+                         "Content-Length {} over a cap of {}: status {}", whole.head.content_length,
+                         cap, capped.error_status);
+    else
+      FLEXLLM_FUZZ_CHECK(
+          capped.status == ParseStatus::complete && same_head(capped.head, whole.head),
+          "Content-Length {} within a cap of {}: parsed differently", whole.head.content_length,
+          cap);
     if (whole.head.chunked) check_chunked(input.substr(n));
   } else if (!input.empty()) {
     // No complete head: no prefix has one either.
