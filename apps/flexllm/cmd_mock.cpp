@@ -85,7 +85,7 @@ mock::MockConfig mock_config(MockOptions& o) {
                  : o.thinking == "tags" ? mock::ThinkingMode::tags
                                         : mock::ThinkingMode::none;
   cfg.fault_draws =
-      o.fault_draws == "independent" ? mock::FaultDraws::independent : mock::FaultDraws::even;
+      o.fault_draws == "even" ? mock::FaultDraws::even : mock::FaultDraws::independent;
   cfg.retry_after = std::chrono::milliseconds(static_cast<int64_t>(o.retry_after_s * 1000));
   cfg.validate();
   return cfg;
@@ -125,10 +125,11 @@ void add_mock_options(CLI::App* cmd, MockOptions& o) {
   rate("--hang-rate", c.faults.hang, "Share never answered");
   rate("--malformed-rate", c.faults.malformed, "Share answered with invalid JSON");
   rate("--truncate-rate", c.faults.truncate, "Share cut off half-way (streams: no [DONE])");
-  cmd->add_option("--fault-draws", o.fault_draws,
-                  "Fault draws: even (rates hold within a few requests) or independent "
-                  "(runs of faults, as in real life)")
-      ->check(CLI::IsMember({"even", "independent"}))
+  cmd->add_option(
+         "--fault-draws", o.fault_draws,
+         "Fault draws: independent (each request on its own: runs of faults, as in "
+         "real life) or even (rates hold within a few requests; no runs below a 0.38 rate)")
+      ->check(CLI::IsMember({"independent", "even"}))
       ->capture_default_str();
   cmd->add_option("--retry-after", o.retry_after_s, "Retry-After hint of injected 429s, seconds")
       ->check(CLI::NonNegativeNumber)
@@ -154,8 +155,9 @@ Examples:
   flexllm mock --error-rate 0.05 --rate-429 0.05 --drop-rate 0.01 --seed 7
   flexllm mock --max-qps 20 --log requests.jsonl   # 429 above 20 req/s; log every request
 
-By default faults are drawn so that each rate holds within a few requests over any window;
---fault-draws independent draws each request on its own, so faults also come in runs.
+Each request's fault is drawn on its own, so faults come in runs as real servers' do (a retry
+can fail again); --fault-draws even spreads them so that each rate holds within a few requests
+over any window and no kind below a 0.38 rate hits two requests in a row (exact counts).
 GET /mock/stats[?arrivals=1] reports requests by outcome and the most in flight; POST /mock/reset
 clears them.)");
   add_mock_options(cmd, *o);

@@ -17,7 +17,7 @@ struct MockOptions {
   std::string response_len = "16-64";
   std::string reasoning_len = "16-48";
   std::string thinking = "none";
-  std::string fault_draws = "even";
+  std::string fault_draws = "independent";
   double retry_after_s = 1.0;
 };
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace flexllm {
 
@@ -23,6 +24,12 @@ enum class ErrorKind {
   checkpoint,       // a batch's output file cannot be used or written (CheckpointError)
 };
 const char* to_string(ErrorKind kind) noexcept;
+
+// `url` as flexllm shows it (error messages and Error::endpoint(), ChatResult::endpoint, progress,
+// logs): the user info of a URL ("http://user:password@host/v1") replaced by "***"
+// ("http://***@host/v1"). Everything up to the URL's last '@' counts as user info, so a password
+// holding '/' or '#' is hidden too (a path with an '@' then shows less of itself).
+std::string display_url(std::string_view url);
 
 // Base of every flexllm error. A copyable value: batch items carry one; rethrow() raises the
 // matching subclass so callers can catch by type.

@@ -76,8 +76,8 @@ struct ChatResult {
   bool cached = false;                      // served from the response cache
   int attempts = 0;                         // HTTP attempts made (1 = no retry)
   std::chrono::duration<double> latency{};  // from submission to the complete reply
-  // Base URL of the endpoint that answered. Points into a process-lifetime table of base URLs, so
-  // it never dangles and a result carries no copy of it.
+  // Base URL of the endpoint that answered, as display_url() shows it (no user info). Points into
+  // a process-lifetime table of base URLs, so it never dangles and a result carries no copy of it.
   std::string_view endpoint{};
 
   // The provider's raw JSON reply. Kept only when RequestOptions::return_raw is set (it costs

@@ -21,6 +21,7 @@
 
 #include "cache/compression.hpp"
 #include "core/hex.hpp"
+#include "flexllm/errors.hpp"
 
 namespace flexllm::detail {
 namespace {
@@ -35,16 +36,6 @@ struct RedisUrl {
   int db = 0;
   std::string password;
 };
-
-// The URL as messages may show it: everything between the scheme and the last '@' (where a
-// password is) replaced, whether or not the rest parses.
-std::string redacted(const std::string& url) {
-  size_t at = url.rfind('@');
-  if (at == std::string::npos) return url;
-  size_t scheme = url.find("://");
-  size_t start = scheme == std::string::npos || scheme > at ? 0 : scheme + 3;
-  return url.substr(0, start) + "***" + url.substr(at);
-}
 
 bool parse_int(std::string_view digits, int max, int& out) {
   if (digits.empty() || digits.size() > 9) return false;
@@ -63,7 +54,7 @@ RedisUrl parse_url(const std::string& url) {
   auto invalid = [&](std::string_view why) {
     return std::invalid_argument(
         fmt::format("invalid Redis URL {}: {} (expected redis://[:password@]host[:port][/db])",
-                    redacted(url), why));
+                    display_url(url), why));
   };
   if (!url.starts_with(kScheme)) throw invalid("it does not start with redis://");
   std::string_view rest = std::string_view(url).substr(kScheme.size());

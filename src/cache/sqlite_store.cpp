@@ -5,6 +5,7 @@
 // another process's lock never holds up this process's lookups.
 #include "cache/sqlite_store.hpp"
 
+#include <pwd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,6 +90,16 @@ void make_directories(const std::string& dir) {
   } while (pos != std::string::npos);
 }
 
+// The owner of `st` as a message shows it: "name (uid N)", or "uid N" for an unknown one.
+std::string owner_of(const struct stat& st) {
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  if (getpwuid_r(st.st_uid, &pw, buf, sizeof buf, &found) == 0 && found)
+    return fmt::format("{} (uid {})", found->pw_name, st.st_uid);
+  return fmt::format("uid {}", st.st_uid);
+}
+
 struct Finalize {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
 };
@@ -128,6 +139,7 @@ class SqliteStore final : public CacheStore {
         now_(options.now_unix ? std::move(options.now_unix) : system_now),
         sweep_interval_(options.sweep_interval.count()) {
     make_directories(dir);
+    check_cache_dir(dir, ::geteuid());
     auto writer = std::make_unique<Connection>();
     if (int rc = open_writer(*writer); rc != SQLITE_OK) {
       // Whatever the cause (even a lock still held after every retry): no schema, only misses.
@@ -367,6 +379,40 @@ class SqliteStore final : public CacheStore {
 };
 
 }  // namespace
+
+// Whoever may write the directory or its database can plant answers that every later lookup
+// returns as the server's (cache poisoning): the directory must be this user's and writable by
+// nobody else, and the database files in it must be this user's too (planted while the directory
+// was open, they survive a chmod). A sticky bit does not help: others could still create the
+// database or its -wal file before this process does.
+void check_cache_dir(const std::string& dir, uid_t me) {
+  auto refuse = [&](const std::string& why, const std::string& fix) {
+    throw std::runtime_error(fmt::format(
+        "the cache directory {} {}: whoever can write there can plant answers that would be "
+        "returned as the server's (cache poisoning); {}",
+        dir, why, fix));
+  };
+  const std::string fix = "pick a cache directory of your own (cache_dir, XDG_CACHE_HOME)";
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    throw std::runtime_error(
+        fmt::format("cannot check the cache directory {}: {}", dir, std::strerror(errno)));
+  if (st.st_uid != me) refuse("is owned by another user, " + owner_of(st), fix);
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    refuse(fmt::format("is writable by {} (mode {:04o})",
+                       (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "group and others"
+                       : (st.st_mode & S_IWGRP)                         ? "its group"
+                                                                        : "others",
+                       st.st_mode & 07777),
+           fmt::format("chmod go-w {}, or {}", dir, fix));
+  for (const char* name :
+       {"/responses.sqlite3", "/responses.sqlite3-wal", "/responses.sqlite3-shm"}) {
+    const std::string file = dir + name;
+    if (::lstat(file.c_str(), &st) == 0 && st.st_uid != me)
+      refuse(fmt::format("holds {}, owned by another user, {}", file, owner_of(st)),
+             "remove it, or " + fix);
+  }
+}
 
 std::unique_ptr<CacheStore> make_sqlite_store(const std::string& dir, CacheWarn warn,
                                               SqliteStoreOptions options) {

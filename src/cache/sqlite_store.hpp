@@ -2,6 +2,8 @@
 // sweep read, and how often the sweep runs.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,5 +21,11 @@ struct SqliteStoreOptions {
 
 std::unique_ptr<CacheStore> make_sqlite_store(const std::string& dir, CacheWarn warn,
                                               SqliteStoreOptions options);
+
+// Throws std::runtime_error naming `dir` and the reason when the directory is not one only `me`
+// can write (another user owns it, or its group or others may write it, sticky bit or not) or
+// holds database files another user owns: whoever can write there can poison the cache.
+// make_sqlite_store() checks its directory with the process's effective user.
+void check_cache_dir(const std::string& dir, uid_t me);
 
 }  // namespace flexllm::detail

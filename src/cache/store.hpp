@@ -49,9 +49,9 @@ std::unique_ptr<CacheStore> make_local_store(size_t max_bytes, size_t shards = 1
 
 // SQLite database `dir`/responses.sqlite3 (created with its directory), WAL mode, busy timeout,
 // values zstd-compressed, expired rows swept periodically. Any number of processes may open the
-// same directory at once. Throws std::runtime_error naming the path only when the directory cannot
-// be created; a corrupt or unreadable database is reported through `warn` and the store works as
-// an always-miss store.
+// same directory at once. Throws std::runtime_error naming the path when the directory cannot
+// be created, or when it is not private (check_cache_dir); a corrupt or unreadable database is
+// reported through `warn` and the store works as an always-miss store.
 std::unique_ptr<CacheStore> make_sqlite_store(const std::string& dir, CacheWarn warn);
 
 // Redis at `url` (redis://[:password@]host[:port][/db]); keys are "flexllm:v1:<hex>", values

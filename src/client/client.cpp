@@ -79,8 +79,9 @@ const char* to_string(ThinkingStyle style) noexcept {
 
 void ClientConfig::validate() const {
   require(base_url.starts_with("http://") || base_url.starts_with("https://"), "base_url",
-          base_url.empty() ? "is empty (e.g. https://api.openai.com/v1)"
-                           : "must start with http:// or https:// (got '" + base_url + "')");
+          base_url.empty()
+              ? "is empty (e.g. https://api.openai.com/v1)"
+              : "must start with http:// or https:// (got '" + display_url(base_url) + "')");
   require(concurrency_limit >= 1, "concurrency_limit", "must be at least 1");
   require(!max_qps || *max_qps > 0, "max_qps", "must be positive (leave it unset for no limit)");
   require(timeout.count() > 0, "timeout", "must be positive");

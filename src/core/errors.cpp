@@ -21,6 +21,16 @@ const char* to_string(ErrorKind kind) noexcept {
   return "unknown";
 }
 
+std::string display_url(std::string_view url) {
+  const size_t at = url.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  const size_t scheme = url.find("://");
+  const size_t host = scheme == std::string_view::npos || scheme > at ? 0 : scheme + 3;
+  std::string out(url.substr(0, host));
+  out.append("***").append(url.substr(at));
+  return out;
+}
+
 Error::Error(ErrorKind kind, std::string message, std::string endpoint, int status,
              std::string body, bool retryable)
     : std::runtime_error(std::move(message)),

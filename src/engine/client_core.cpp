@@ -102,13 +102,14 @@ bool Job::on_data(std::string_view bytes) {
     events_delivered_ = true;
     if (!deliver(events)) {
       abort_error_ = Error(ErrorKind::cancelled, "stream abandoned by its consumer",
-                           core_->endpoint().base_url);
+                           std::string(core_->endpoint_name()));
       return false;
     }
     return true;
   }
   if (response_.size() + bytes.size() > kMaxReplyBytes) {
-    abort_error_ = Error(ErrorKind::parse, "reply larger than 64 MiB", core_->endpoint().base_url);
+    abort_error_ =
+        Error(ErrorKind::parse, "reply larger than 64 MiB", std::string(core_->endpoint_name()));
     return false;
   }
   response_.append(bytes);
@@ -146,7 +147,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
   endpoint_.base_url = config_.base_url;
   while (!endpoint_.base_url.empty() && endpoint_.base_url.back() == '/')
     endpoint_.base_url.pop_back();
-  endpoint_name_ = intern(endpoint_.base_url);
+  endpoint_name_ = intern(display_url(endpoint_.base_url));
   https_ = endpoint_.base_url.starts_with("https://");
   endpoint_.api_key = config_.api_key;
   endpoint_.model = config_.model;
@@ -173,7 +174,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
       throw InvalidRequestError(Error(ErrorKind::invalid_request,
                                       "ClientConfig.transport: native needs a base_url whose host "
                                       "resolves (got " +
-                                          endpoint_.base_url + ")"));
+                                          endpoint_.shown() + ")"));
     for (const std::string& h : adapter_->headers(endpoint_)) add_h2_header(h2_headers_, h);
     for (const auto& [name, value] : config_.headers)
       add_h2_header(h2_headers_, name + ": " + value);
@@ -184,7 +185,7 @@ ClientCore::ClientCore(ClientConfig config, std::shared_ptr<Runtime> runtime)
       throw InvalidRequestError(Error(ErrorKind::invalid_request,
                                       "ClientConfig.transport: native needs an http:// base_url "
                                       "whose host resolves (got " +
-                                          endpoint_.base_url + ")"));
+                                          endpoint_.shown() + ")"));
     if (native_)
       native_chat_head_ =
           native_head("POST", adapter_->chat_url(endpoint_, endpoint_.model, false));
@@ -208,7 +209,7 @@ void ClientCore::check_chat(const json& messages, const RequestOptions& options)
   if (options.model ? options.model->empty() : endpoint_.model.empty())
     throw InvalidRequestError(Error(ErrorKind::invalid_request,
                                     "no model: set ClientConfig::model or RequestOptions::model",
-                                    endpoint_.base_url));
+                                    std::string(endpoint_name_)));
 }
 
 std::pair<std::string, std::string> ClientCore::chat_request(const json& messages,
@@ -239,7 +240,7 @@ void ClientCore::submit(std::unique_ptr<Job> job) {
 void ClientCore::admit(Job* job) {
   if (closed()) {
     return finish(job, std::nullopt,
-                  Error(ErrorKind::cancelled, "client closed", endpoint_.base_url));
+                  Error(ErrorKind::cancelled, "client closed", std::string(endpoint_name_)));
   }
   live_.insert(job);
   job->state_ = Job::State::queued;
@@ -292,7 +293,8 @@ void ClientCore::pump() {
     queue_.pop_front();
     if (job->stop_level() > 0) {  // its batch stopped while it waited: it never starts
       finish(job, std::nullopt,
-             Error(ErrorKind::cancelled, "not sent: the batch was stopped", endpoint_.base_url));
+             Error(ErrorKind::cancelled, "not sent: the batch was stopped",
+                   std::string(endpoint_name_)));
       continue;
     }
     rate_.on_start(now);
@@ -416,12 +418,13 @@ void ClientCore::watch_attempt(Job* job) {
     const auto since = idle ? job->last_data_ : job->attempt_start_;
     if (Clock::now() - since < limit) return watch_attempt(job);
     std::string what =
-        idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)",
-                           endpoint_.base_url, seconds_text(limit))
+        idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)", endpoint_name_,
+                           seconds_text(limit))
              : fmt::format("no {} from {} within {} (timeout)", stream ? "reply" : "complete reply",
-                           endpoint_.base_url, seconds_text(limit));
-    job->abort_error_ = Error(ErrorKind::timeout, std::move(what), endpoint_.base_url, 0, {},
-                              /*retryable=*/true);
+                           endpoint_name_, seconds_text(limit));
+    job->abort_error_ =
+        Error(ErrorKind::timeout, std::move(what), std::string(endpoint_name_), 0, {},
+              /*retryable=*/true);
     loop().abort(job, CURLE_OPERATION_TIMEDOUT);
   });
 }
@@ -506,7 +509,7 @@ void ClientCore::retry_or_fail(Job* job, Error error) {
     return finish(job, std::nullopt,
                   Error(ErrorKind::cancelled,
                         fmt::format("not retried: the batch was stopped ({})", error.what()),
-                        endpoint_.base_url));
+                        std::string(endpoint_name_)));
 
   std::chrono::milliseconds delay;
   if (auto hint = error.retry_after()) {
@@ -516,7 +519,7 @@ void ClientCore::retry_or_fail(Job* job, Error error) {
           fmt::format("{} (the server asks to wait {} before retrying, more than "
                       "max_retry_delay = {})",
                       error.what(), seconds_text(*hint), seconds_text(config_.max_retry_delay)),
-          endpoint_.base_url, status, error.body(), false);
+          std::string(endpoint_name_), status, error.body(), false);
       limited.set_retry_after(hint);
       return finish(job, std::nullopt, std::move(limited));
     }
@@ -581,44 +584,47 @@ Error ClientCore::transport_error(const Job& job, CURLcode code) const {
   switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
       kind = ErrorKind::timeout;
-      what = fmt::format("no complete reply from {} in time ({})", endpoint_.base_url, detail);
+      what = fmt::format("no complete reply from {} in time ({})", endpoint_name_, detail);
       break;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
       kind = ErrorKind::invalid_request;
       retryable = false;
-      what = fmt::format("bad base_url {}: {}", endpoint_.base_url, detail);
+      what = fmt::format("bad base_url {}: {}", endpoint_name_, detail);
       break;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CIPHER:
       retryable = false;
-      what = fmt::format("TLS failure talking to {}: {}", endpoint_.base_url, detail);
+      what = fmt::format("TLS failure talking to {}: {}", endpoint_name_, detail);
       break;
     case CURLE_GOT_NOTHING:
-      what =
-          fmt::format("{} closed the connection without a reply ({})", endpoint_.base_url, detail);
+      what = fmt::format("{} closed the connection without a reply ({})", endpoint_name_, detail);
       break;
-    default: what = fmt::format("request to {} failed: {}", endpoint_.base_url, detail);
+    default: what = fmt::format("request to {} failed: {}", endpoint_name_, detail);
   }
-  return Error(kind, redact(std::move(what), endpoint_.api_key), endpoint_.base_url, 0, {},
+  return Error(kind, redact(std::move(what), endpoint_.api_key), std::string(endpoint_name_), 0, {},
                retryable);
 }
 
 Error ClientCore::http_error(const Job& job) const {
   const int status = static_cast<int>(job.status);
+  // The server's own words when its body has them, else an excerpt of whatever it sent (an HTML
+  // page from a proxy, plain text): bounded, without the key, on one line.
   std::string message = adapter_->error_message(job.response_);
-  if (message.empty()) message = excerpt(job.response_, 300);
-  std::string what = fmt::format("HTTP {} from {}: {}", status, endpoint_.base_url, message);
+  message = message.empty() ? excerpt(job.response_, 300, endpoint_.api_key)
+                            : excerpt(message, 2048, endpoint_.api_key);
+  message = message.empty() ? "(empty body)" : escape_controls(message);
+  std::string what = fmt::format("HTTP {} from {}: {}", status, endpoint_name_, message);
   if (status == 400 && job.thinking_requested)
     what += fmt::format(
         " (thinking was sent as thinking_style={}; if the server rejects that field, set "
         "ClientConfig::thinking_style to the style it understands)",
         to_string(endpoint_.thinking_style));
   Error e(status == 429 ? ErrorKind::rate_limited : ErrorKind::http,
-          redact(std::move(what), endpoint_.api_key), endpoint_.base_url, status,
-          redact(excerpt(job.response_, 4096), endpoint_.api_key), retryable_status(status));
+          redact(std::move(what), endpoint_.api_key), std::string(endpoint_name_), status,
+          excerpt(job.response_, 4096, endpoint_.api_key), retryable_status(status));
   if (retryable_status(status)) e.set_retry_after(retry_hint(job.hint_headers_));
   return e;
 }
@@ -660,7 +666,7 @@ void ClientCore::sweep_stopped() {
 }
 
 void ClientCore::cancel_job(Job* job, const char* why) {
-  Error cancelled(ErrorKind::cancelled, why, endpoint_.base_url);
+  Error cancelled(ErrorKind::cancelled, why, std::string(endpoint_name_));
   if (job->state_ == Job::State::running) {
     job->abort_error_ = std::move(cancelled);
     loop().abort(job, CURLE_ABORTED_BY_CALLBACK);

@@ -164,7 +164,8 @@ class ClientCore {
   ClientConfig config_;
   std::shared_ptr<Runtime> runtime_;
   Endpoint endpoint_;
-  std::string_view endpoint_name_;  // endpoint_.base_url, interned: what results carry
+  // display_url(base_url), interned: what results and errors carry (never the user info).
+  std::string_view endpoint_name_;
   const ProviderAdapter* adapter_;
   struct SlistFree {
     void operator()(curl_slist* l) const { curl_slist_free_all(l); }

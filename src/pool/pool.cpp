@@ -456,9 +456,9 @@ class PoolTarget final : public BatchTarget {
   std::string summary_lines() const override {
     std::string out;
     for (const EndpointStats& s : pool_.stats())
-      out +=
-          fmt::format("  {} ({}): {} done, {} failed attempts, {}, latency {:.3f} s\n", s.base_url,
-                      s.model, s.done, s.failed, s.healthy ? "healthy" : "unhealthy", s.latency);
+      out += fmt::format("  {} ({}): {} done, {} failed attempts, {}, latency {:.3f} s\n",
+                         display_url(s.base_url), s.model, s.done, s.failed,
+                         s.healthy ? "healthy" : "unhealthy", s.latency);
     return out;
   }
   void send(std::pair<std::string, std::string> request, const json& messages,

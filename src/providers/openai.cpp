@@ -4,6 +4,7 @@
 #include "core/json_scan.hpp"
 #include "core/json_write.hpp"
 #include "core/status.hpp"
+#include "core/utf8.hpp"
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -190,7 +191,16 @@ namespace openai {
 // `parse(body)`: copies the body into the parser's reusable padded buffer (one memcpy, no
 // allocation) because the caller's buffer has no guaranteed padding.
 simdjson::error_code parse_json(std::string_view body, element& out) {
-  return thread_parser(body.size()).parse(body.data(), body.size(), true).get(out);
+  simdjson::dom::parser& parser = thread_parser(body.size());
+  const simdjson::error_code err = parser.parse(body.data(), body.size(), true).get(out);
+  if (err != simdjson::UTF8_ERROR) return err;
+  // Invalid UTF-8 (a character cut in two, text in another encoding): the answer is kept, each
+  // bad sequence shown as U+FFFD, rather than failed and asked for again (it would come back the
+  // same). simdjson validates UTF-8 as it parses, so valid replies pay nothing for this.
+  std::string repaired;
+  repaired.reserve(body.size() + 16);
+  append_valid_utf8(repaired, body);
+  return parser.parse(repaired.data(), repaired.size(), true).get(out);  // copied: may go
 }
 
 std::optional<int64_t> read_int(simdjson::simdjson_result<element> r) {
@@ -263,13 +273,13 @@ std::string_view read_reasoning(object msg) {
 std::string body_excerpt(std::string_view body, const std::string& key) {
   if (body.empty()) return "(empty)";
   // Never let an API key reach an error message, even when a server echoes it back.
-  return redact(excerpt(body), key);
+  return excerpt(body, 512, key);
 }
 
 Error parse_error(const std::string& endpoint, const std::string& key, std::string what,
                   std::string_view body) {
   std::string ex = body_excerpt(body, key);
-  std::string message = fmt::format("{}; body: {}", what, ex);
+  std::string message = fmt::format("{}; body: {}", what, escape_controls(ex));
   // A garbled reply is usually transient (a proxy cut it, the server hiccupped): retryable.
   return Error(ErrorKind::parse, std::move(message), endpoint, 0, std::move(ex), true);
 }
@@ -282,6 +292,13 @@ Error provider_error(const std::string& endpoint, const std::string& key, elemen
   object o;
   if (get_string(err, s)) {
     message.assign(s);
+    // {"error": "SyntaxError", "message": "Unexpected token"}: the name alone says little. Read
+    // with a parser of its own: `err` lives in the caller's document.
+    simdjson::dom::parser parser;
+    element doc;
+    if (parser.parse(body.data(), body.size(), true).get(doc) == simdjson::SUCCESS &&
+        doc["message"].get_string().get(s) == simdjson::SUCCESS && !s.empty() && s != message)
+      message = message.empty() ? std::string(s) : fmt::format("{}: {}", message, s);
   } else if (err.get_object().get(o) == simdjson::SUCCESS) {
     if (o["message"].get_string().get(s) == simdjson::SUCCESS) message.assign(s);
     std::string detail;
@@ -299,7 +316,8 @@ Error provider_error(const std::string& endpoint, const std::string& key, elemen
   } else {
     message = simdjson::minify(err);
   }
-  message = fmt::format("provider error from {}: {}", endpoint, redact(std::move(message), key));
+  message = fmt::format("provider error from {}: {}", endpoint,
+                        escape_controls(excerpt(message, 2048, key)));
   return Error(ErrorKind::provider, std::move(message), endpoint, 0, body_excerpt(body, key),
                retryable);
 }
@@ -384,27 +402,27 @@ std::optional<Error> OpenAIAdapter::parse_chat_response(const Endpoint& ep, std:
   element doc;
   if (auto err = parse_json(body, doc); err) {
     return parse_error(
-        ep.base_url, ep.api_key,
-        fmt::format("invalid JSON in reply from {}: {}", ep.base_url, simdjson::error_message(err)),
+        ep.shown(), ep.api_key,
+        fmt::format("invalid JSON in reply from {}: {}", ep.shown(), simdjson::error_message(err)),
         body);
   }
   object reply;
   if (doc.get_object().get(reply) != simdjson::SUCCESS)
-    return parse_error(ep.base_url, ep.api_key,
-                       fmt::format("reply from {} is not a JSON object", ep.base_url), body);
+    return parse_error(ep.shown(), ep.api_key,
+                       fmt::format("reply from {} is not a JSON object", ep.shown()), body);
   element err;
-  if (find_error(reply, err)) return provider_error(ep.base_url, ep.api_key, err, body);
+  if (find_error(reply, err)) return provider_error(ep.shown(), ep.api_key, err, body);
 
   array choices;
   element choice;
   if (reply["choices"].get_array().get(choices) != simdjson::SUCCESS ||
       choices.at(0).get(choice) != simdjson::SUCCESS)
-    return parse_error(ep.base_url, ep.api_key,
-                       fmt::format("reply from {} has no choices[0]", ep.base_url), body);
+    return parse_error(ep.shown(), ep.api_key,
+                       fmt::format("reply from {} has no choices[0]", ep.shown()), body);
   object message;
   if (choice["message"].get_object().get(message) != simdjson::SUCCESS)
-    return parse_error(ep.base_url, ep.api_key,
-                       fmt::format("reply from {} has no choices[0].message", ep.base_url), body);
+    return parse_error(ep.shown(), ep.api_key,
+                       fmt::format("reply from {} has no choices[0].message", ep.shown()), body);
 
   out.content.clear();
   element content;
@@ -461,9 +479,15 @@ std::string OpenAIAdapter::error_message(std::string_view body) const {
     return {};
   std::string_view s;
   element e;
-  // {"error": {"message": …}} (OpenAI and most), {"error": "…"} (some proxies, Ollama).
+  // {"error": {"message": …}} (OpenAI and most), {"error": "…"} (some proxies, Ollama), with the
+  // "message" beside it when there is one ({"error": "SyntaxError", "message": "…"}: Express).
   if (o["error"].get(e) == simdjson::SUCCESS) {
-    if (get_string(e, s)) return std::string(s);
+    std::string_view m;
+    if (get_string(e, s)) {
+      if (o["message"].get_string().get(m) != simdjson::SUCCESS || m.empty() || m == s)
+        return std::string(s);
+      return s.empty() ? std::string(m) : fmt::format("{}: {}", s, m);
+    }
     if (e["message"].get_string().get(s) == simdjson::SUCCESS) return std::string(s);
   }
   // {"message": …} (DashScope, gateways), {"detail": …} (FastAPI servers: vLLM, SGLang).
@@ -502,20 +526,20 @@ std::variant<std::vector<std::string>, Error> OpenAIAdapter::parse_models(
     const Endpoint& ep, std::string_view body) const {
   element doc;
   if (auto err = parse_json(body, doc); err) {
-    return parse_error(ep.base_url, ep.api_key,
-                       fmt::format("invalid JSON in models reply from {}: {}", ep.base_url,
+    return parse_error(ep.shown(), ep.api_key,
+                       fmt::format("invalid JSON in models reply from {}: {}", ep.shown(),
                                    simdjson::error_message(err)),
                        body);
   }
   element err;
   object o;
   if (doc.get_object().get(o) == simdjson::SUCCESS && find_error(o, err))
-    return provider_error(ep.base_url, ep.api_key, err, body);
+    return provider_error(ep.shown(), ep.api_key, err, body);
   array data;
   if (doc["data"].get_array().get(data) != simdjson::SUCCESS &&
       doc.get_array().get(data) != simdjson::SUCCESS)  // a bare array, from a few servers
-    return parse_error(ep.base_url, ep.api_key,
-                       fmt::format("models reply from {} has no data array", ep.base_url), body);
+    return parse_error(ep.shown(), ep.api_key,
+                       fmt::format("models reply from {} has no data array", ep.shown()), body);
   std::vector<std::string> ids;
   ids.reserve(data.size());
   for (element m : data) {

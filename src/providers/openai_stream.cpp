@@ -40,7 +40,7 @@ struct ToolAccumulator {
 
 class OpenAIStreamDecoder final : public StreamDecoder {
  public:
-  explicit OpenAIStreamDecoder(const Endpoint& ep) : endpoint_(ep.base_url), key_(ep.api_key) {}
+  explicit OpenAIStreamDecoder(const Endpoint& ep) : endpoint_(ep.shown()), key_(ep.api_key) {}
 
   std::optional<Error> feed(std::string_view bytes, std::vector<StreamEvent>& out) override {
     if (error_) return error_;
@@ -99,7 +99,8 @@ class OpenAIStreamDecoder final : public StreamDecoder {
     if (auto err = parse_json(data, doc); err) {
       if (ev.event == "error") {  // a typed error event whose data is plain text
         std::string ex = body_excerpt(data, key_);
-        std::string message = fmt::format("provider error from {}: {}", endpoint_, ex);
+        std::string message =
+            fmt::format("provider error from {}: {}", endpoint_, escape_controls(ex));
         error_ = Error(ErrorKind::provider, std::move(message), endpoint_, 0, std::move(ex), false);
       } else {
         error_ = parse_error(endpoint_, key_,

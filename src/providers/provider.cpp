@@ -4,6 +4,8 @@
 #include <array>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "providers/openai.hpp"
 
 namespace flexllm::detail {
@@ -189,31 +191,86 @@ void validate_messages(const json& messages) {
   }
 }
 
-std::string excerpt(std::string_view body, size_t limit) {
-  const bool cut = body.size() > limit;
-  if (cut) {
-    size_t k = limit;
-    // Back up to the start of the character the cut falls in (at most 3 continuation bytes).
-    for (int back = 0; k > 0 && back < 3 && (static_cast<unsigned char>(body[k]) & 0xC0) == 0x80;
-         ++back)
-      --k;
-    body = body.substr(0, k);
+namespace {
+
+constexpr std::string_view kRedacted = "[redacted]";
+constexpr size_t kMinKey = 3;     // shorter keys are placeholders (redact())
+constexpr size_t kMinPrefix = 4;  // a key's first characters redacted at a text's end
+
+// `body` cut to at most `limit` bytes on a UTF-8 boundary; `cut` says whether anything went.
+std::string_view cut_utf8(std::string_view body, size_t limit, bool& cut) {
+  cut = body.size() > limit;
+  if (!cut) return body;
+  size_t k = limit;
+  // Back up to the start of the character the cut falls in (at most 3 continuation bytes).
+  for (int back = 0; k > 0 && back < 3 && (static_cast<unsigned char>(body[k]) & 0xC0) == 0x80;
+       ++back)
+    --k;
+  return body.substr(0, k);
+}
+
+}  // namespace
+
+std::string excerpt(std::string_view body, size_t limit, std::string_view api_key) {
+  std::string redacted;
+  bool cut = false;
+  if (api_key.size() >= kMinKey) {
+    // Only as much as can reach the cut is read: each key in it becomes a marker that may be
+    // shorter, so up to limit / marker keys' worth of extra bytes, plus one key across the cut.
+    const size_t reach = limit + api_key.size() * (limit / kRedacted.size() + 2);
+    redacted = redact(std::string(body.substr(0, reach)), api_key);
+    cut = body.size() > reach;
+    body = redacted;
   }
+  bool cut_here = false;
+  std::string_view kept = cut_utf8(body, limit, cut_here);
   std::string out;
-  out.reserve(body.size() + 3);
-  append_valid_utf8(out, body);
-  if (cut) out.append("\xE2\x80\xA6");  // …
+  out.reserve(kept.size() + 3);
+  append_valid_utf8(out, kept);
+  // The cut may leave a key's first characters at the end.
+  if (cut_here && api_key.size() >= kMinKey) out = redact(std::move(out), api_key);
+  if (cut || cut_here) out.append("\xE2\x80\xA6");  // …
   return out;
 }
 
 std::string redact(std::string text, std::string_view api_key) {
-  constexpr std::string_view kMarker = "[redacted]";
-  if (api_key.size() < 8) return text;
+  if (api_key.size() < kMinKey) return text;
   // Resume past the marker, so the text it put in is never matched.
   for (size_t pos = text.find(api_key); pos != std::string::npos;
-       pos = text.find(api_key, pos + kMarker.size()))
-    text.replace(pos, api_key.size(), kMarker);
+       pos = text.find(api_key, pos + kRedacted.size()))
+    text.replace(pos, api_key.size(), kRedacted);
+  for (size_t n = std::min(api_key.size() - 1, text.size()); n >= kMinPrefix; --n) {
+    if (text.ends_with(api_key.substr(0, n))) {
+      text.replace(text.size() - n, n, kRedacted);
+      break;
+    }
+  }
   return text;
+}
+
+std::string escape_controls(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out.append("\\n");
+    } else if (c == '\r') {
+      out.append("\\r");
+    } else if (c == '\t') {
+      out.append("\\t");
+    } else if (c < 0x20 || c == 0x7F) {
+      out.append(fmt::format("\\x{:02x}", c));
+    } else if (c == 0xC2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9F) {
+      // C1 controls (U+0080..U+009F): some terminals act on them (U+009B opens a CSI sequence).
+      out.append(fmt::format("\\u{:04x}", static_cast<unsigned char>(text[++i])));
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
 }
 
 }  // namespace flexllm::detail

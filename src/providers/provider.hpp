@@ -4,6 +4,7 @@
 // payloads. The engine owns transport, retries and rate control.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,9 @@ struct Endpoint {
   std::string model;
   Provider provider = Provider::openai;                                // never automatic
   ThinkingStyle thinking_style = ThinkingStyle::chat_template_kwargs;  // never automatic
+
+  // base_url as messages show it: without its user info (display_url).
+  std::string shown() const { return display_url(base_url); }
 };
 
 // Picks the provider from a base URL.
@@ -45,6 +49,20 @@ class StreamDecoder {
   // finish_reason) or ErrorKind::truncated when the stream ended without its terminator or
   // finish_reason.
   virtual std::variant<ChatResult, Error> finish() = 0;
+  // The reply's Content-Type (before its body; "" when a new response starts).
+  virtual void content_type(std::string_view /*value*/) {}
+
+  // Data-carrying events completed so far (for SSE: events with non-empty data, the terminator
+  // included): what counts as a stream making progress (stream_idle_timeout). Comments, events
+  // without data, blank and partial lines do not.
+  uint64_t data_events() const noexcept { return data_events_; }
+  // The body was one whole reply rather than a stream of events (a server that ignored
+  // stream:true): feed() produced no events, and the result is what the stream should show.
+  bool whole_reply() const noexcept { return whole_reply_; }
+
+ protected:
+  uint64_t data_events_ = 0;
+  bool whole_reply_ = false;
 };
 
 class ProviderAdapter {
@@ -88,13 +106,21 @@ const ProviderAdapter& provider_adapter(Provider provider);
 // naming the index and field.
 void validate_messages(const json& messages);
 
-// At most `limit` bytes of `body`, cut on a UTF-8 boundary, "…" appended when cut: error bodies
-// in messages stay readable and bounded.
-std::string excerpt(std::string_view body, size_t limit = 512);
+// At most `limit` bytes of `body`, cut on a UTF-8 boundary (invalid UTF-8 replaced by U+FFFD),
+// "…" appended when cut: error bodies in messages stay readable and bounded. With `api_key`, the
+// key is redacted (redact()) before the cut, so that a key straddling the cut is not left with
+// its first characters showing.
+std::string excerpt(std::string_view body, size_t limit = 512, std::string_view api_key = {});
 
 // `text` with every occurrence of `api_key` replaced by "[redacted]", so that a key never reaches
-// an error message or log, even when a server echoes it back. Keys shorter than 8 characters are
-// left alone: too short to tell from ordinary text.
+// an error message or log, even when a server echoes it back; and with the key's first
+// characters (4 or more) replaced too when the text ends with them (a body cut short in the
+// middle of the key). Keys of 1 or 2 characters are left alone: they are placeholders ("x"), not
+// secrets, and redacting them would garble every message.
 std::string redact(std::string text, std::string_view api_key);
+
+// `text` (valid UTF-8) on one line and harmless to a terminal: control characters (C0, DEL and C1)
+// written as \n, \r, \t, \xHH or \u00HH. For server-supplied text in messages.
+std::string escape_controls(std::string_view text);
 
 }  // namespace flexllm::detail

@@ -2,6 +2,8 @@
 // through an injected clock and the sweep, corrupt files and values, unusable paths, threads, and
 // four processes opening one fresh directory at once.
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -220,6 +222,7 @@ void expect_unusable_store(const std::string& dir, Warnings& warnings) {
 TEST(SqliteStore, CorruptDatabaseFileWarnsOnceAndMisses) {
   std::string dir = temp_dir("sqlite_garbage");
   std::filesystem::create_directories(dir);
+  ::chmod(dir.c_str(), 0700);  // whatever the umask: a directory others may write is refused
   const std::string path = dir + "/responses.sqlite3";
   std::ofstream(path) << std::string(8192, 'x') << "this is not a database";
   Warnings warnings;
@@ -237,19 +240,161 @@ TEST(SqliteStore, DatabasePathThatCannotBeOpenedWarnsAndMisses) {
   // A directory where the file should be: fails for root too, unlike permissions.
   std::string dir = temp_dir("sqlite_dir_in_the_way");
   std::filesystem::create_directories(dir + "/responses.sqlite3");
+  ::chmod(dir.c_str(), 0700);
   Warnings warnings;
   expect_unusable_store(dir, warnings);
   std::filesystem::remove_all(dir);
 }
 
+// The user `nobody`, whom a test running as root becomes to be subject to file permissions.
+struct Nobody {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+Nobody nobody() {
+  const passwd* pw = ::getpwnam("nobody");
+  if (!pw) throw std::runtime_error("no user 'nobody' to drop root's privileges to");
+  return {pw->pw_uid, pw->pw_gid};
+}
+
+// Runs `check` where file permissions apply: in this process, or, when it runs as root (which
+// they do not bind), in a child process that has become `nobody`. Fails the test when the check
+// failed in the child (whose failures are printed above by its own copy of gtest).
+template <class F>
+void with_permissions_applying(F&& check) {
+  if (::geteuid() != 0) {
+    check();
+    return;
+  }
+  const Nobody who = nobody();
+  std::fflush(stdout);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(60);  // a hung child dies instead of hanging the test
+    if (::setgroups(0, nullptr) != 0 || ::setgid(who.gid) != 0 || ::setuid(who.uid) != 0 ||
+        ::geteuid() == 0)
+      ::_exit(3);
+    check();
+    std::fflush(stdout);
+    ::_exit(::testing::Test::HasFailure() ? 1 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child running as nobody died of signal "
+                                 << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "the check failed as nobody (1: see its failures above; 3: privileges not dropped)";
+}
+
 TEST(SqliteStore, UnreadableDirectoryWarnsAndMisses) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root ignores file permissions";
   std::string dir = temp_dir("sqlite_unreadable");
   std::filesystem::create_directories(dir);
+  // Its owner's (whoever runs the check), so that only the permissions stand in the way.
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(dir.c_str(), nobody().uid, nobody().gid), 0);
+  }
   ASSERT_EQ(::chmod(dir.c_str(), 0), 0);
-  Warnings warnings;
-  expect_unusable_store(dir, warnings);
+  with_permissions_applying([&] {
+    Warnings warnings;
+    expect_unusable_store(dir, warnings);
+  });
+  EXPECT_FALSE(std::filesystem::exists(dir + "/responses.sqlite3"));
   ::chmod(dir.c_str(), 0700);
+  std::filesystem::remove_all(dir);
+}
+
+// A directory others may write: they could plant answers (cache poisoning). Refused, naming it and
+// why, before anything is created in it; a sticky bit changes nothing (others could still create
+// the database or its -wal file first).
+TEST(SqliteStore, ADirectoryOthersMayWriteIsRefused) {
+  const std::string dir = temp_dir("sqlite_shared");
+  const std::pair<mode_t, const char*> cases[] = {
+      {0777, "writable by group and others (mode 0777)"},
+      {01777, "writable by group and others (mode 1777)"},
+      {0703, "writable by others (mode 0703)"},
+      {0770, "writable by its group (mode 0770)"},
+  };
+  for (const auto& [mode, says] : cases) {
+    std::filesystem::create_directories(dir);
+    ASSERT_EQ(::chmod(dir.c_str(), mode), 0);
+    try {
+      make_sqlite_store(dir, nullptr);
+      ADD_FAILURE() << "a directory of mode " << std::oct << mode << " was used";
+    } catch (const std::runtime_error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("the cache directory " + dir + " is " + says), std::string::npos) << what;
+      EXPECT_NE(what.find("poisoning"), std::string::npos) << what;
+      EXPECT_NE(what.find("chmod go-w " + dir), std::string::npos) << what;
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir + "/responses.sqlite3"));
+    std::filesystem::remove_all(dir);
+  }
+  // Its own user's and private: used.
+  std::filesystem::create_directories(dir);
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  Warnings warnings;
+  auto store = make_sqlite_store(dir, warnings.sink());
+  store->put(key_of(1), "v", 0s);
+  EXPECT_EQ(store->get(key_of(1)), "v");
+  EXPECT_TRUE(warnings.get().empty());
+  std::filesystem::remove_all(dir);
+}
+
+// Another user's directory, or another user's database file in one's own directory (planted while
+// the directory was open to others: a chmod leaves it there). The check takes the user it checks
+// for, so this runs the same as root or not; as root, a chown to nobody is also checked through
+// make_sqlite_store itself.
+TEST(SqliteStore, ADirectoryOrDatabaseOfAnotherUserIsRefused) {
+  const std::string dir = temp_dir("sqlite_foreign");
+  std::filesystem::create_directories(dir);
+  ASSERT_EQ(::chmod(dir.c_str(), 0700), 0);
+  const uid_t me = ::geteuid();
+  const uid_t other = me + 1;
+  EXPECT_NO_THROW(check_cache_dir(dir, me));
+  auto refused = [&](uid_t as, const std::string& says) {
+    try {
+      check_cache_dir(dir, as);
+      ADD_FAILURE() << "not refused: " << says;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("poisoning"), std::string::npos) << e.what();
+    }
+  };
+  refused(other, "the cache directory " + dir + " is owned by another user");
+  refused(other, "(uid " + std::to_string(me) + ")");
+  for (const char* name : {"responses.sqlite3", "responses.sqlite3-wal", "responses.sqlite3-shm"}) {
+    const std::string file = dir + "/" + name;
+    std::ofstream(file) << "";
+    try {
+      check_cache_dir(dir, me);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "own file refused: " << e.what();
+    }
+    if (::geteuid() == 0) {
+      ASSERT_EQ(::chown(file.c_str(), nobody().uid, nobody().gid), 0);
+      try {
+        make_sqlite_store(dir, nullptr);
+        ADD_FAILURE() << "a database file of nobody's was used: " << file;
+      } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("holds " + file + ", owned by another user, nobody"),
+                  std::string::npos)
+            << e.what();
+      }
+    }
+    std::filesystem::remove(file);
+  }
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(dir.c_str(), nobody().uid, nobody().gid), 0);
+    try {
+      make_sqlite_store(dir, nullptr);
+      ADD_FAILURE() << "a directory of nobody's was used";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("is owned by another user, nobody"), std::string::npos)
+          << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir + "/responses.sqlite3"));
+  }
   std::filesystem::remove_all(dir);
 }
 

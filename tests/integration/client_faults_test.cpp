@@ -218,6 +218,8 @@ TEST(ClientFaults, TruncatedStreamIsAnErrorNotASilentSuccess) {
 }
 
 TEST(ClientFaults, StreamsRetryBeforeTheirFirstEvent) {
+  // Independent draws: a stream fails all 21 attempts with probability 0.5^21 (one after another,
+  // so seed 5 fixes the outcome); about as many errors as streams come before their answers.
   MockServer mock({.seed = 5, .faults = {.http_error = 0.5}});
   LLMClient client(fast_retries(mock, 20));
   for (int i = 0; i < 20; ++i)

@@ -43,7 +43,11 @@ TEST(MockFaults, EveryKindHoldsItsRateOver6000Requests) {
                          .hang = 0.04,
                          .malformed = 0.07,
                          .truncate = 0.05};
-  MockServer mock({.seed = 1234, .faults = rates, .retry_after = std::chrono::milliseconds(250)});
+  // Exact counts (±3 %) are what even draws are for; independent ones wander by ±6 % here.
+  MockServer mock({.seed = 1234,
+                   .faults = rates,
+                   .fault_draws = FaultDraws::even,
+                   .retry_after = std::chrono::milliseconds(250)});
   const size_t n = 6000;
   std::vector<HttpRequest> reqs(n);
   for (size_t i = 0; i < n; ++i)
@@ -88,28 +92,43 @@ TEST(MockFaults, SameSeedSameFaultSequence) {
   EXPECT_NE(sequence(5), sequence(6));
 }
 
-TEST(MockFaults, IndependentDrawsGiveRunsOfFailures) {
-  // Even draws never give a 0.3 kind twice in a row; independent ones do, about 9 % of pairs.
-  MockServer mock(
-      {.seed = 11, .faults = {.http_error = 0.3}, .fault_draws = FaultDraws::independent});
-  const size_t n = 300;
-  std::vector<HttpRequest> reqs(n, HttpRequest{.url = chat_url(mock), .body = chat_body("x")});
-  uint64_t errors = 0;
-  for (const auto& r : http_parallel(reqs, 8, 5s)) errors += classify(r) == Outcome::http_error;
-
-  MockStats st = mock.stats();
-  EXPECT_EQ(st.count(Outcome::http_error), errors);
-  ASSERT_EQ(st.arrivals.size(), n);
-  std::sort(st.arrivals.begin(), st.arrivals.end(),
+// The longest run of consecutive arrivals (in their order at the server) that got `kind`.
+size_t longest_run(std::vector<Arrival> arrivals, Outcome kind) {
+  std::sort(arrivals.begin(), arrivals.end(),
             [](const Arrival& a, const Arrival& b) { return a.seq < b.seq; });
-  size_t pairs = 0;
-  for (size_t i = 1; i < n; ++i)
-    pairs += st.arrivals[i - 1].outcome == Outcome::http_error &&
-             st.arrivals[i].outcome == Outcome::http_error;
-  EXPECT_GT(pairs, 0u) << "no two consecutive arrivals both got http_error";
+  size_t run = 0, longest = 0;
+  for (const Arrival& a : arrivals) {
+    run = a.outcome == kind ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  return longest;
+}
+
+TEST(MockFaults, DefaultDrawsGiveRunsOfFailures) {
+  // Independent by default: a 0.3 kind hits two arrivals in a row about 9 % of the time, so a
+  // client's retry can fail again. Even draws never give it twice in a row.
+  auto run = [](MockConfig config) {
+    MockServer mock(std::move(config));
+    const size_t n = 300;
+    std::vector<HttpRequest> reqs(n, HttpRequest{.url = chat_url(mock), .body = chat_body("x")});
+    uint64_t errors = 0;
+    for (const auto& r : http_parallel(reqs, 8, 5s)) errors += classify(r) == Outcome::http_error;
+    MockStats st = mock.stats();
+    EXPECT_EQ(st.count(Outcome::http_error), errors);
+    EXPECT_EQ(st.arrivals.size(), n);
+    return st;
+  };
+  MockStats st = run({.seed = 11, .faults = {.http_error = 0.3}});
+  EXPECT_GE(longest_run(st.arrivals, Outcome::http_error), 2u)
+      << "no two consecutive arrivals both got http_error";
   // Binomial(300, 0.3): 90 ± 8; the bounds are over 5 standard deviations away.
   EXPECT_GT(st.count(Outcome::http_error), 45u);
   EXPECT_LT(st.count(Outcome::http_error), 135u);
+
+  MockStats even =
+      run({.seed = 11, .faults = {.http_error = 0.3}, .fault_draws = FaultDraws::even});
+  EXPECT_EQ(longest_run(even.arrivals, Outcome::http_error), 1u);
+  EXPECT_LE(std::abs(static_cast<double>(even.count(Outcome::http_error)) - 90), 3);
 }
 
 TEST(MockFaults, ErrorBodiesAreOpenAiShaped) {

@@ -56,14 +56,14 @@ struct FaultRates {
 
 // How each chat request's outcome is drawn from FaultRates; both are reproducible from the seed.
 enum class FaultDraws {
+  // The default. Each request's outcome drawn on its own (splitmix64 of the seed and the
+  // request's sequence number, uniform in [0, 1)): runs of consecutive faults happen as they do
+  // in real life (a retry can fail again, and again), and counts wander as a binomial's do.
+  independent,
   // A low-discrepancy sequence (golden-ratio steps from a seeded offset): every rate holds within
   // a handful of requests over any window, for tests that need exact counts. The price: a kind
   // below a 0.38 rate never hits two requests in a row, so runs of failures never happen.
   even,
-  // Each request's outcome drawn on its own (splitmix64 of the seed and the request's sequence
-  // number, uniform in [0, 1)): runs of consecutive faults happen as they do in real life, and
-  // counts wander as a binomial's do.
-  independent,
 };
 
 struct MockConfig {
@@ -79,7 +79,7 @@ struct MockConfig {
   bool echo = false;  // the answer is the last user message, verbatim
   ThinkingMode thinking = ThinkingMode::none;
   FaultRates faults{};
-  FaultDraws fault_draws = FaultDraws::even;
+  FaultDraws fault_draws = FaultDraws::independent;
   // Status of FaultRates::http_error replies (500 by default; any 4xx/5xx to test a client's
   // retry policy). A 401 quotes the request's bearer token back, as some servers do.
   int error_status = 500;
