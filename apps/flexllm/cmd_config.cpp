@@ -17,6 +17,7 @@
 
 #include "commands.hpp"
 #include "config.hpp"
+#include "flexllm/errors.hpp"
 
 namespace flexllm::cli {
 namespace {
@@ -31,6 +32,11 @@ Warn warner(const char* cmd) {
   return [cmd](const std::string& m) {
     std::fprintf(stderr, "flexllm %s: warning: %s\n", cmd, m.c_str());
   };
+}
+
+// Which working-directory config file is used, or why it is not.
+Warn teller(const char* cmd) {
+  return [cmd](const std::string& m) { std::fprintf(stderr, "flexllm %s: %s\n", cmd, m.c_str()); };
 }
 
 std::string errno_text() {
@@ -107,14 +113,6 @@ std::string create_file(const std::string& path, const std::string& text, mode_t
   return "";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(fmt::format("cannot read {}: {}", path, errno_text()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // Missing parent directories of `path`, created with mode 0700 (the file holds keys).
 std::string make_parents(const std::string& path) {
   fs::path dir = fs::path(path).parent_path();
@@ -164,7 +162,7 @@ int run_list() {
   std::string path;
   Config config;
   try {
-    path = find_config(config_flag(), env);
+    path = find_config(config_flag(), env, teller(cmd));
     config = load_config(path, warner(cmd));
   } catch (const ConfigError& e) {
     error(cmd, e.what());
@@ -183,8 +181,8 @@ int run_list() {
     std::vector<std::vector<std::string>> rows{{"NAME", "ID", "PROVIDER", "BASE_URL", "API_KEY"}};
     std::vector<std::string> marks{"    "};
     for (const ModelEntry& m : config.models) {
-      rows.push_back({m.name, m.id, m.provider.empty() ? "auto" : m.provider, or_dash(m.base_url),
-                      mask_key(m.api_key)});
+      rows.push_back({m.name, m.id, m.provider.empty() ? "auto" : m.provider,
+                      or_dash(display_url(m.base_url)), mask_key(m.api_key)});
       marks.push_back(&m == def ? "  * " : "    ");
     }
     std::printf("models (* = default):\n");
@@ -203,8 +201,8 @@ int run_list() {
     std::vector<std::vector<std::string>> rows{
         {"BASE_URL", "MODEL", "PROVIDER", "WEIGHT", "CONCURRENCY", "API_KEY"}};
     for (const EndpointEntry& e : b.endpoints)
-      rows.push_back({e.base_url, or_dash(e.model), e.provider.empty() ? "-" : e.provider,
-                      fmt::format("{:g}", e.weight),
+      rows.push_back({display_url(e.base_url), or_dash(e.model),
+                      e.provider.empty() ? "-" : e.provider, fmt::format("{:g}", e.weight),
                       e.concurrency ? std::to_string(*e.concurrency) : "-",
                       e.api_key.empty() ? "-" : mask_key(e.api_key)});
     print_table(rows, "    ");
@@ -214,7 +212,8 @@ int run_list() {
     std::printf("environment:\n");
     std::vector<std::vector<std::string>> rows;
     if (!env.base_url.empty())
-      rows.push_back({"base_url", env.base_url, "(FLEXLLM_BASE_URL or OPENAI_BASE_URL)"});
+      rows.push_back(
+          {"base_url", display_url(env.base_url), "(FLEXLLM_BASE_URL or OPENAI_BASE_URL)"});
     if (!env.model.empty()) rows.push_back({"model", env.model, "(FLEXLLM_MODEL or OPENAI_MODEL)"});
     if (!env.api_key.empty())
       rows.push_back({"api_key", mask_key(env.api_key), "(FLEXLLM_API_KEY or OPENAI_API_KEY)"});
@@ -230,8 +229,9 @@ int run_list() {
   }
   if (r) {
     std::printf("without flags, requests go to: %s at %s\n    base_url from %s; api key %s\n",
-                r->model.empty() ? "(no model)" : r->model.c_str(), r->base_url.c_str(),
-                r->base_url_from.c_str(), mask_key(r->api_key).c_str());
+                r->model.empty() ? "(no model)" : r->model.c_str(),
+                display_url(r->base_url).c_str(), r->base_url_from.c_str(),
+                mask_key(r->api_key).c_str());
   } else {
     std::printf("\n%s", no_endpoint_help().c_str());
   }
@@ -245,14 +245,14 @@ int run_set_model(const std::string& name) {
   std::string text;
   Config config;
   try {
-    path = find_config(config_flag(), env);
+    path = find_config(config_flag(), env, teller(cmd));
     if (path.empty()) {
       error(cmd, fmt::format("no config file (looked for ./flexllm.yaml and {}); run 'flexllm "
                              "init' to create one, then add your models to it",
                              user_config_path()));
       return kExitFailure;
     }
-    text = read_file(path);
+    text = read_config_file(path);
     config = parse_config(text, path, warner(cmd));
   } catch (const ConfigError& e) {
     error(cmd, e.what());

@@ -1,7 +1,9 @@
 // The command's configuration: see config.hpp.
 #include "config.hpp"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -426,7 +428,29 @@ std::string user_config_path() {
   return home + "/.flexllm/config.yaml";
 }
 
-std::string find_config(const std::string& explicit_path, const EnvSettings& env) {
+std::string untrusted_reason(const std::string& path, uid_t me) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};  // gone: reading it fails with its own error
+  if (st.st_uid != me) {
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[4096];
+    std::string owner = getpwuid_r(st.st_uid, &pw, buf, sizeof buf, &found) == 0 && found
+                            ? fmt::format("{} (uid {})", found->pw_name, st.st_uid)
+                            : fmt::format("uid {}", st.st_uid);
+    return fmt::format("it is owned by another user, {}", owner);
+  }
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return fmt::format("it is writable by {} (mode {:04o})",
+                       (st.st_mode & S_IWGRP) && (st.st_mode & S_IWOTH) ? "group and others"
+                       : (st.st_mode & S_IWGRP)                         ? "its group"
+                                                                        : "others",
+                       st.st_mode & 07777);
+  return {};
+}
+
+std::string find_config(const std::string& explicit_path, const EnvSettings& env,
+                        const Warn& tell) {
   std::error_code ec;
   if (!explicit_path.empty()) {
     if (!fs::exists(explicit_path, ec))
@@ -439,7 +463,19 @@ std::string find_config(const std::string& explicit_path, const EnvSettings& env
           fmt::format("config file {} does not exist (named by FLEXLLM_CONFIG)", env.config));
     return env.config;
   }
-  if (fs::exists("flexllm.yaml", ec)) return "./flexllm.yaml";
+  if (fs::exists("flexllm.yaml", ec)) {
+    constexpr const char* kLocal = "./flexllm.yaml";
+    std::string why = untrusted_reason(kLocal, ::geteuid());
+    if (why.empty()) {
+      if (tell) tell(fmt::format("using {} (the config file in the working directory)", kLocal));
+      return kLocal;
+    }
+    if (tell)
+      tell(fmt::format(
+          "warning: ignoring {}: {}; whoever can change it could send your requests and keys to "
+          "a server of theirs (chmod go-w flexllm.yaml, or pass --config {} to use it anyway)",
+          kLocal, why, kLocal));
+  }
   std::string user = user_config_path();
   if (!user.empty() && fs::exists(user, ec)) return user;
   return "";
@@ -506,19 +542,45 @@ Config parse_config(const std::string& text, const std::string& path, const Warn
   return c;
 }
 
-Config load_config(const std::string& path, const Warn& warn) {
-  if (path.empty()) return Config{};
+std::string read_config_file(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec))
     throw ConfigError(fmt::format("config file {} is a directory", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw ConfigError(fmt::format("cannot read config file {}: {}", path, std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad())
-    throw ConfigError(fmt::format("cannot read config file {}: {}", path, std::strerror(errno)));
-  return parse_config(text.str(), path, warn);
+  auto fail = [&](int err) {
+    return ConfigError(fmt::format("cannot read config file {}: {}", path, std::strerror(err)));
+  };
+  auto too_big = [&](const std::string& size) {
+    return ConfigError(
+        fmt::format("config file {} is {}; a config file may be at most 1 MiB "
+                    "({} bytes): is it the right file?",
+                    path, size, kMaxConfigBytes));
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw fail(errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_size) > kMaxConfigBytes)
+    throw too_big(fmt::format("{} bytes", st.st_size));
+  // Read to one byte past the limit whatever stat said: a pipe or device has no size.
+  std::string text;
+  char buf[65536];
+  while (text.size() <= kMaxConfigBytes) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw fail(errno);
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  throw too_big("over 1 MiB");
+}
+
+Config load_config(const std::string& path, const Warn& warn) {
+  if (path.empty()) return Config{};
+  return parse_config(read_config_file(path), path, warn);
 }
 
 std::optional<Resolved> resolve_endpoint(const Config& config, const FlagSettings& flags,
@@ -615,7 +677,9 @@ std::optional<Resolved> resolve_endpoint(const Config& config, const FlagSetting
 
 std::string no_endpoint_help() {
   return "no LLM endpoint is configured. Give one in any of these ways:\n"
-         "  flags:        --base-url URL [--api-key KEY] -m MODEL\n"
+         "  flags:        --base-url URL -m MODEL, with the key in FLEXLLM_API_KEY\n"
+         "                (--api-key KEY works too, but other users see it in ps, and shell\n"
+         "                history keeps it)\n"
          "  environment:  FLEXLLM_BASE_URL, FLEXLLM_API_KEY, FLEXLLM_MODEL\n"
          "                (OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL are read too)\n"
          "  config file:  run 'flexllm init', then edit ~/.flexllm/config.yaml\n"

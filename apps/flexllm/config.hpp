@@ -3,7 +3,10 @@
 // injectable), so the precedence rules are unit-tested.
 //
 // Where the file is: --config FILE (it must exist), else $FLEXLLM_CONFIG, else ./flexllm.yaml,
-// else ~/.flexllm/config.yaml. One file is read, never merged with another.
+// else ~/.flexllm/config.yaml. One file is read, never merged with another. ./flexllm.yaml is
+// found, not named: whoever controls the working directory chose it, so it is announced when used
+// and skipped (saying why) when another user owns it or it is writable by group or others.
+// A config file is at most kMaxConfigBytes.
 //
 // Precedence, field by field: flags > environment > file. A model entry of the file is picked by
 // -m NAME (its name or id), else by FLEXLLM_MODEL/OPENAI_MODEL when that names an entry, else by
@@ -18,6 +21,9 @@
 // base_url of its own (a key written for whatever endpoint the entry runs against).
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <optional>
@@ -119,9 +125,22 @@ struct Resolved {
   std::string base_url_from;
 };
 
+// The largest config file read (1 MiB): a bigger one is a ConfigError naming it, never read
+// into memory.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
+
 // The file to read: `explicit_path` (--config) if given (ConfigError when missing), else
 // env.config, else ./flexllm.yaml, else $HOME/.flexllm/config.yaml; "" when none exists.
-std::string find_config(const std::string& explicit_path, const EnvSettings& env);
+// ./flexllm.yaml is skipped when another user owns it or group or others may write it; `tell`
+// gets why then, or "using ./flexllm.yaml …" when it is the file picked (one line each).
+std::string find_config(const std::string& explicit_path, const EnvSettings& env,
+                        const Warn& tell = {});
+// Why the working directory's config file `path` must not be used by the user `me` ("" when it
+// may): another user owns it, or group or others may write it.
+std::string untrusted_reason(const std::string& path, uid_t me);
+// The text of a config file: ConfigError naming it when it cannot be read, is a directory or is
+// larger than kMaxConfigBytes.
+std::string read_config_file(const std::string& path);
 // $HOME/.flexllm/config.yaml (where init and set-model write when no file exists yet).
 std::string user_config_path();
 

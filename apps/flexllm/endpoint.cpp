@@ -15,7 +15,9 @@ void add_common_options(CLI::App* cmd, CommonOptions& o) {
   add_config_option(cmd);
   cmd->add_option("--base-url", o.flags.base_url,
                   "API base URL, e.g. https://api.openai.com/v1 (env FLEXLLM_BASE_URL)");
-  cmd->add_option("--api-key", o.flags.api_key, "API key (env FLEXLLM_API_KEY)");
+  cmd->add_option("--api-key", o.flags.api_key,
+                  "API key; better in FLEXLLM_API_KEY or the config file (api_key: ${VAR}): a "
+                  "command line is visible to other users (ps) and kept in shell history");
   cmd->add_option(
       "-m,--model", o.flags.model,
       "Model: a name or id from the config file, or the id to send (env FLEXLLM_MODEL)");
@@ -118,7 +120,14 @@ Session open_session(const CommonOptions& o,
   auto warn = [](const std::string& w) {
     std::fprintf(stderr, "flexllm: warning: %s\n", w.c_str());
   };
-  s.config = load_config(find_config(config_flag(), env), warn);
+  auto tell = [](const std::string& m) { std::fprintf(stderr, "flexllm: %s\n", m.c_str()); };
+  s.config = load_config(find_config(config_flag(), env, tell), warn);
+  // Once per run: the key is already in the process list and the shell's history.
+  if (!o.flags.api_key.empty())
+    warn(
+        "--api-key: a key on the command line is visible to other users of this host (ps) and "
+        "kept in shell history; put it in FLEXLLM_API_KEY or the config file (api_key: ${VAR}) "
+        "instead");
   // Every run, not once: an --insecure left in a script must not be forgotten.
   if (o.insecure)
     warn(
@@ -131,7 +140,7 @@ Session open_session(const CommonOptions& o,
       throw UsageError("--mock and --base-url exclude each other: pick one endpoint");
     s.mock = start_mock(o.mock_args);
     s.endpoint.base_url = s.mock->base_url();
-    s.endpoint.api_key = "mock";
+    s.endpoint.api_key = "";  // the mock asks for none
     s.endpoint.model = o.flags.model.empty() ? "mock-model" : o.flags.model;
     s.endpoint.base_url_from = "the embedded mock server";
     s.endpoint.system = s.config.system;
@@ -151,11 +160,11 @@ Session open_session(const CommonOptions& o,
     } catch (const Error& e) {
       throw UsageError(fmt::format(
           "no model given and {} did not list any ({}): pass -m MODEL or set FLEXLLM_MODEL",
-          s.endpoint.base_url, e.what()));
+          display_url(s.endpoint.base_url), e.what()));
     }
     if (models.empty())
-      throw UsageError(
-          fmt::format("no model given and {} lists none: pass -m MODEL", s.endpoint.base_url));
+      throw UsageError(fmt::format("no model given and {} lists none: pass -m MODEL",
+                                   display_url(s.endpoint.base_url)));
     s.endpoint.model = models.front();
     s.endpoint.base_url_from += ", its first model";
   }
@@ -181,7 +190,7 @@ ClientConfig Session::client_config(const CommonOptions& o) const {
 std::string Session::describe() const {
   return fmt::format("{} at {} ({})",
                      endpoint.model.empty() ? "(server default model)" : endpoint.model,
-                     endpoint.base_url, endpoint.base_url_from);
+                     display_url(endpoint.base_url), endpoint.base_url_from);
 }
 
 int run_guarded(const char* command, const std::function<int()>& body) {

@@ -248,8 +248,12 @@ t "flexllm mock --model " # the mock's --model is free text
 t "flexllm set-model --config " # --config's value: files (none here)
 
 cd "$work/local" || exit 2
+chmod 644 flexllm.yaml
 t "flexllm set-model " local inline dash-alone # ./flexllm.yaml wins over ~/.flexllm/config.yaml
 t "flexllm test -m " local local-id inline inline-id dash-alone
+chmod 664 flexllm.yaml # others could change it: the command skips it, and so does completion
+t "flexllm set-model " "${home_names[@]}"
+chmod 644 flexllm.yaml
 
 export FLEXLLM_CONFIG=$work/etc/env.yaml
 t "flexllm set-model " env-model # $FLEXLLM_CONFIG wins over ./flexllm.yaml

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -156,6 +157,72 @@ TEST(CliConfigE2E, ListUsesFlexllmYamlInTheWorkingDirectory) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(has(r.out, "from-cwd")) << r.out;
   EXPECT_FALSE(has(r.out, "from-home")) << r.out;
+}
+
+// ./flexllm.yaml is whatever the working directory holds: announced when used; skipped, saying
+// why, when another user owns it or group or others may write it (the home config is used then).
+TEST(CliConfigE2E, AWorkingDirectoryConfigIsAnnouncedOrSkippedWithTheReason) {
+  Sandbox s;
+  write(s.user_config(), "models:\n  - id: from-home\n");
+  const std::string local = s.cwd + "/flexllm.yaml";
+  write(local, "models:\n  - id: from-cwd\n");
+  ASSERT_EQ(chmod(local.c_str(), 0644), 0);
+  CliResult r = s.run({"list"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, "from-cwd")) << r.out;
+  EXPECT_EQ(r.err,
+            "flexllm list: using ./flexllm.yaml (the config file in the working directory)\n");
+  // The commands that send requests announce it too.
+  r = s.run({"ask", "--mock", "hi"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "flexllm: using ./flexllm.yaml")) << r.err;
+
+  ASSERT_EQ(chmod(local.c_str(), 0666), 0);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"list"}, std::vector<std::string>{"ask", "--mock", "hi"}}) {
+    r = s.run(args);
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(has(r.err,
+                    "warning: ignoring ./flexllm.yaml: it is writable by group and others "
+                    "(mode 0666); whoever can change it could send your requests and keys "
+                    "to a server of theirs"))
+        << r.err;
+    EXPECT_FALSE(has(r.err, "using ./flexllm.yaml")) << r.err;
+  }
+  r = s.run({"list"});
+  EXPECT_TRUE(has(r.out, "from-home")) << r.out;
+  EXPECT_FALSE(has(r.out, "from-cwd")) << r.out;
+  // set-model edits the file it would use: the home one.
+  r = s.run({"set-model", "from-home"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.out, s.user_config())) << r.out;
+  EXPECT_EQ(read(local), "models:\n  - id: from-cwd\n");
+
+  // Another user's file, however private (only root can give a file away: as another user, the
+  // rule is checked in tests/unit/cli_config_test.cpp with the user as a parameter).
+  if (geteuid() == 0) {
+    ASSERT_EQ(chmod(local.c_str(), 0644), 0);
+    ASSERT_EQ(chown(local.c_str(), 65534, 65534), 0);
+    r = s.run({"list"});
+    EXPECT_TRUE(has(r.err, "warning: ignoring ./flexllm.yaml: it is owned by another user, "))
+        << r.err;
+    EXPECT_TRUE(has(r.out, "from-home")) << r.out;
+  }
+}
+
+TEST(CliConfigE2E, AConfigFileOverOneMebibyteIsAnErrorNamingIt) {
+  Sandbox s;
+  const std::string big = s.root + "/big.yaml";
+  write(big, std::string(2 << 20, '#'));
+  CliResult r = s.run({"list", "--config", big});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(r.err, "flexllm list: config file " + big +
+                       " is 2097152 bytes; a config file may be at most 1 MiB (1048576 bytes): "
+                       "is it the right file?\n");
+  // A device has no size: read no further than the limit.
+  r = s.run({"ask", "--config", "/dev/zero", "--mock", "hi"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "config file /dev/zero is over 1 MiB")) << r.err;
 }
 
 TEST(CliConfigE2E, SetModelEditsOnlyTheDefaultLine) {

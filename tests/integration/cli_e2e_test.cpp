@@ -419,6 +419,125 @@ TEST_F(Cli, BatchFlagsReachTheRequestsAndTheRecords) {
   EXPECT_EQ(records("c2.jsonl").size(), 2u);
 }
 
+// http://user:password@host/v1 works (libcurl carries the user info) and its password shows
+// nowhere: not in the progress header, errors, records or the summary of a pool; nor the key.
+TEST_F(Cli, TheUserInfoOfABaseUrlShowsNowhere) {
+  const std::string password = "hunter2secret";
+  const std::string key = "sk-live-SECRET-0123456789abcdef";
+  auto with_user_info = [&](const flexllm::mock::MockServer& m) {
+    return "http://user:" + password + "@" + m.base_url().substr(7);
+  };
+  auto slurp = [&](const std::string& name) {
+    std::ifstream in(path(name), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  flexllm::mock::MockServer fine(echo());
+  flexllm::mock::MockConfig mc;
+  mc.faults.http_error = 1.0;
+  mc.error_status = 401;  // quotes the bearer token back, as some servers do
+  flexllm::mock::MockServer failing(mc);
+  write("in.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n");
+  CliOptions o = opts();
+  o.env = {{"FLEXLLM_API_KEY", key}};
+  std::vector<CliResult> runs;
+
+  runs.push_back(run_cli({"batch", "in.jsonl", "-o", "ok.jsonl", "--base-url", with_user_info(fine),
+                          "-m", "mock-model"},
+                         o));
+  EXPECT_EQ(runs.back().status, 0) << runs.back().err;
+  EXPECT_EQ(fine.stats().requests, 2u);
+  EXPECT_NE(runs.back().err.find("via mock-model at http://***@127.0.0.1:" +
+                                 std::to_string(fine.port()) + "/v1 (--base-url)"),
+            std::string::npos)
+      << runs.back().err;
+
+  runs.push_back(run_cli({"batch", "in.jsonl", "-o", "failed.jsonl", "--base-url",
+                          with_user_info(failing), "-m", "mock-model", "--retry-times", "0"},
+                         o));
+  EXPECT_EQ(runs.back().status, 1) << runs.back().err;
+  const std::string failed = slurp("failed.jsonl");
+  EXPECT_NE(failed.find("HTTP 401 from http://***@127.0.0.1:"), std::string::npos) << failed;
+  EXPECT_NE(failed.find("Incorrect API key provided: [redacted]"), std::string::npos) << failed;
+
+  runs.push_back(run_cli({"batch", "in.jsonl", "-o", "pool.jsonl", "--endpoints",
+                          with_user_info(fine) + "," + with_user_info(fine), "-m", "mock-model"},
+                         o));
+  EXPECT_EQ(runs.back().status, 0) << runs.back().err;
+  EXPECT_NE(runs.back().err.find("  http://***@127.0.0.1:"), std::string::npos)
+      << runs.back().err;  // the pool's summary lines
+
+  runs.push_back(run_cli({"ask", "--base-url", with_user_info(failing), "-m", "mock-model",
+                          "--retry-times", "0", "hi"},
+                         o));
+  EXPECT_EQ(runs.back().status, 1) << runs.back().err;
+  EXPECT_NE(runs.back().err.find("http://***@127.0.0.1:"), std::string::npos) << runs.back().err;
+
+  CliOptions listing = o;
+  listing.env["FLEXLLM_BASE_URL"] = with_user_info(fine);
+  runs.push_back(run_cli({"list"}, listing));
+  EXPECT_EQ(runs.back().status, 0) << runs.back().err;
+  EXPECT_NE(runs.back().out.find("http://***@127.0.0.1:"), std::string::npos) << runs.back().out;
+
+  for (const CliResult& r : runs) {
+    for (const std::string& secret : {password, key}) {
+      EXPECT_EQ(r.out.find(secret), std::string::npos) << r.out;
+      EXPECT_EQ(r.err.find(secret), std::string::npos) << r.err;
+    }
+  }
+  for (const char* file : {"ok.jsonl", "failed.jsonl", "pool.jsonl"}) {
+    EXPECT_EQ(slurp(file).find(password), std::string::npos) << file;
+    EXPECT_EQ(slurp(file).find(key), std::string::npos) << file;
+  }
+}
+
+// A key on the command line is visible in ps and kept in shell history: the help points to the
+// environment and the config file, and a run that got one says so (never showing it).
+TEST_F(Cli, AnApiKeyOnTheCommandLineIsWarnedAbout) {
+  const std::string key = "sk-live-SECRET-0123456789abcdef";
+  CliResult r = run_cli({"ask", "--mock", "--api-key", key, "hi"}, opts());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("flexllm: warning: --api-key: a key on the command line is visible to "
+                       "other users of this host (ps) and kept in shell history; put it in "
+                       "FLEXLLM_API_KEY or the config file"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find(key), std::string::npos) << r.err;
+  r = run_cli({"ask", "--mock", "hi"}, opts());
+  EXPECT_EQ(r.err.find("--api-key"), std::string::npos) << r.err;
+  r = run_cli({"ask", "--help"}, opts());
+  const size_t at = r.out.find("--api-key");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string help = r.out.substr(at, r.out.find("\n  -", at) - at);
+  for (const char* says : {"FLEXLLM_API_KEY", "config file", "ps", "shell history"})
+    EXPECT_NE(help.find(says), std::string::npos) << says << " missing from: " << help;
+}
+
+// A cache directory others may write could hold planted answers: the command says so and runs
+// without the cache rather than read it.
+TEST_F(Cli, ACacheDirectoryOthersMayWriteIsNotUsed) {
+  const std::string cache = path("xdg/flexllm/responses");
+  fs::create_directories(cache);
+  ASSERT_EQ(chmod(cache.c_str(), 0777), 0);
+  write("in.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n");
+  CliOptions o = opts();
+  o.env = {{"XDG_CACHE_HOME", path("xdg")}};
+  CliResult r = run_cli({"batch", "in.jsonl", "-o", "out.jsonl", "--mock", "--cache"}, o);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(records("out.jsonl").size(), 2u);
+  EXPECT_NE(r.err.find("flexllm: warning: response cache disabled: the cache directory " + cache +
+                       " is writable by group and others (mode 0777)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("poisoning"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(cache + "/responses.sqlite3"));
+  // Made private, it is used.
+  ASSERT_EQ(chmod(cache.c_str(), 0700), 0);
+  r = run_cli({"batch", "in.jsonl", "-o", "out2.jsonl", "--mock", "--cache"}, o);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("response cache disabled"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(cache + "/responses.sqlite3"));
+}
+
 TEST_F(Cli, EveryCommandHasHelpWithExamples) {
   for (const char* cmd :
        {"ask", "chat", "batch", "models", "list", "set-model", "test", "init", "mock"}) {

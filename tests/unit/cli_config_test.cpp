@@ -2,6 +2,7 @@
 // of flags, environment and file, and the text edit of set-model.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -357,6 +358,80 @@ TEST(CliConfig, FindConfigOrder) {
     EXPECT_NE(std::string(e.what()).find("FLEXLLM_CONFIG"), std::string::npos);
   }
   EXPECT_EQ(find_config(flag, env), flag);  // --config wins even over a bad FLEXLLM_CONFIG
+}
+
+// ./flexllm.yaml is found, not named: used (and said so) only when it is the user's and nobody
+// else may write it; otherwise skipped, saying why, for the next file in the search.
+TEST(CliConfig, AWorkingDirectoryConfigOthersCouldChangeIsSkipped) {
+  TempDir home, cwd;
+  Place place(home.path, cwd.path);
+  EnvSettings env;
+  std::string user = home.write(".flexllm/config.yaml", "default: u\n");
+  std::string local = cwd.write("flexllm.yaml", "default: local\n");
+  std::vector<std::string> told;
+  auto tell = [&told](const std::string& m) { told.push_back(m); };
+
+  ASSERT_EQ(chmod(local.c_str(), 0644), 0);
+  EXPECT_EQ(find_config("", env, tell), "./flexllm.yaml");
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0], "using ./flexllm.yaml (the config file in the working directory)");
+
+  const std::pair<mode_t, const char*> cases[] = {
+      {0666, "it is writable by group and others (mode 0666)"},
+      {0664, "it is writable by its group (mode 0664)"},
+      {0646, "it is writable by others (mode 0646)"},
+  };
+  for (const auto& [mode, why] : cases) {
+    told.clear();
+    ASSERT_EQ(chmod(local.c_str(), mode), 0);
+    EXPECT_EQ(find_config("", env, tell), user) << why;
+    ASSERT_EQ(told.size(), 1u);
+    EXPECT_EQ(told[0].rfind(std::string("warning: ignoring ./flexllm.yaml: ") + why, 0), 0u)
+        << told[0];
+    EXPECT_NE(told[0].find("chmod go-w"), std::string::npos) << told[0];
+    EXPECT_NE(told[0].find("--config ./flexllm.yaml"), std::string::npos) << told[0];
+  }
+  // Named, it is used as it is: the user chose it.
+  told.clear();
+  EXPECT_EQ(find_config("./flexllm.yaml", env, tell), "./flexllm.yaml");
+  EXPECT_TRUE(told.empty());
+
+  // Another user's file (checked for a user who is not its owner: the same as root or not).
+  ASSERT_EQ(chmod(local.c_str(), 0644), 0);
+  EXPECT_EQ(untrusted_reason(local, geteuid()), "");
+  const std::string why = untrusted_reason(local, geteuid() + 1);
+  EXPECT_EQ(why.rfind("it is owned by another user, ", 0), 0u) << why;
+  EXPECT_NE(why.find("(uid " + std::to_string(geteuid()) + ")"), std::string::npos) << why;
+  // No file: nothing to say.
+  EXPECT_EQ(untrusted_reason(cwd.path + "/none.yaml", geteuid()), "");
+}
+
+TEST(CliConfig, AConfigFileOverOneMebibyteIsRefusedUnread) {
+  TempDir dir;
+  std::string line = "# " + std::string(1021, 'x') + "\n";  // 1 KiB
+  std::string text;
+  for (int i = 0; i < 1024; ++i) text += line;
+  std::string at_limit = dir.write("limit.yaml", text);  // exactly 1 MiB: read
+  EXPECT_EQ(read_config_file(at_limit).size(), kMaxConfigBytes);
+  EXPECT_NO_THROW(load_config(at_limit, {}));
+  std::string big = dir.write("big.yaml", text + "default: m\n");
+  try {
+    load_config(big, {});
+    ADD_FAILURE() << "a config file over 1 MiB was read";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "config file " + big +
+                  " is 1048587 bytes; a config file may be at most 1 MiB (1048576 bytes): is it "
+                  "the right file?");
+  }
+  // A file without a size (a device, a pipe) is read no further than the limit.
+  try {
+    read_config_file("/dev/zero");
+    ADD_FAILURE() << "/dev/zero was read as a config file";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("config file /dev/zero is over 1 MiB"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(CliConfig, LoadConfig) {

@@ -128,8 +128,8 @@ _flexllm_config_path() {
     [[ $cfg == "~/"* ]] && cfg=$HOME/${cfg#"~/"}
   elif [[ -n ${FLEXLLM_CONFIG-} ]]; then
     cfg=$FLEXLLM_CONFIG # used even when missing, as the command does (it fails then)
-  elif [[ -f flexllm.yaml ]]; then
-    cfg=flexllm.yaml
+  elif [[ -f flexllm.yaml && -O flexllm.yaml && -z $(find flexllm.yaml -maxdepth 0 -perm /022) ]]; then
+    cfg=flexllm.yaml # only when the command would use it: the user's, and writable by nobody else
   elif [[ -n ${HOME-} && -f $HOME/.flexllm/config.yaml ]]; then
     cfg=$HOME/.flexllm/config.yaml
   fi
