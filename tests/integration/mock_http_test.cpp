@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -91,17 +92,21 @@ class RawConn {
       if (!read_some(100ms)) return true;
     return false;
   }
-  // Reads until `needle` has arrived `times` times in all, or `limit` passes.
+  // Reads until `needle` has arrived `times` times in all, or `limit` passes. Each byte is
+  // searched once (replies of megabytes come in 64 KiB reads).
   bool read_until(const std::string& needle, size_t times = 1,
                   std::chrono::milliseconds limit = 10s) {
     const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      size_t n = 0;
-      for (size_t p = got.find(needle); p != std::string::npos; p = got.find(needle, p + 1)) ++n;
+    size_t n = 0, from = 0;
+    for (;;) {
+      for (size_t p = got.find(needle, from); p != std::string::npos; p = got.find(needle, from)) {
+        ++n;
+        from = p + 1;
+      }
       if (n >= times) return true;
-      if (!read_some(100ms)) return false;
+      if (got.size() >= needle.size()) from = std::max(from, got.size() - needle.size() + 1);
+      if (std::chrono::steady_clock::now() >= end || !read_some(100ms)) return false;
     }
-    return false;
   }
   int fd() const { return fd_; }
 
