@@ -141,14 +141,16 @@ bool SseDecoder::on_line(std::string_view line, bool in_input, Sink sink, void* 
   } else if (field == "id") {
     if (value.find('\0') == std::string_view::npos) last_event_id_.assign(value);
   } else if (field == "retry") {
+    // At most 15 digits, and only those are multiplied: a longer value is ignored, not
+    // overflowed (found by fuzzing).
     long long v = 0;
     bool digits = !value.empty() && value.size() <= 15;
-    for (char c : value) {
-      if (c < '0' || c > '9') {
+    for (size_t i = 0; digits && i < value.size(); ++i) {
+      if (value[i] < '0' || value[i] > '9') {
         digits = false;
-        break;
+      } else {
+        v = v * 10 + (value[i] - '0');
       }
-      v = v * 10 + (c - '0');
     }
     if (digits) retry_ms_ = v;
   }
