@@ -49,9 +49,11 @@ struct ClientConfig {
   std::chrono::milliseconds timeout =
       std::chrono::seconds(120);  // per attempt (streams: to the first byte)
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
-  std::chrono::milliseconds stream_idle_timeout =
-      std::chrono::seconds(60);  // longest silence inside a stream
-  int retry_times = 3;           // retries after the first attempt
+  // Longest time inside a stream without a data event (keep-alive comments do not count).
+  std::chrono::milliseconds stream_idle_timeout = std::chrono::seconds(60);
+  // Longest time a stream may take in all, from its request to its end; unset: no limit.
+  std::optional<std::chrono::milliseconds> stream_timeout{};
+  int retry_times = 3;  // retries after the first attempt
   std::chrono::milliseconds retry_delay =
       std::chrono::seconds(1);  // base of the exponential backoff
   std::chrono::milliseconds max_retry_delay =

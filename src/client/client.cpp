@@ -87,6 +87,8 @@ void ClientConfig::validate() const {
   require(timeout.count() > 0, "timeout", "must be positive");
   require(connect_timeout.count() > 0, "connect_timeout", "must be positive");
   require(stream_idle_timeout.count() > 0, "stream_idle_timeout", "must be positive");
+  require(!stream_timeout || stream_timeout->count() > 0, "stream_timeout",
+          "must be positive (leave it unset for no limit)");
   require(retry_times >= 0, "retry_times", "must not be negative");
   require(retry_delay.count() >= 0, "retry_delay", "must not be negative");
   require(max_retry_delay >= retry_delay, "max_retry_delay", "must not be below retry_delay");

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <random>
 #include <stdexcept>
@@ -11,14 +12,20 @@
 #include <fmt/format.h>
 
 #include "cache/cache_key.hpp"
+#include "client/stream_channel.hpp"
 #include "core/intern.hpp"
+#include "core/text.hpp"
 #include "flexllm/version.hpp"
 #include "transport/native.hpp"
 
 namespace flexllm::detail {
 namespace {
 
-constexpr size_t kMaxReplyBytes = 64 * 1024 * 1024;
+// The most a non-streamed reply (or an error body) may have: it is kept whole in memory.
+constexpr uint64_t kMaxReplyBytes = uint64_t{64} << 20;
+// The most a stream may send in all: it is decoded as it comes, but a server that never stops
+// would otherwise keep a request (and its connection) forever.
+constexpr uint64_t kMaxStreamBytes = uint64_t{256} << 20;
 
 bool iequals_prefix(std::string_view line, std::string_view lower_name) {
   if (line.size() <= lower_name.size() || line[lower_name.size()] != ':') return false;
@@ -89,14 +96,28 @@ Provider resolve_provider(const ClientConfig& c) {
 Job::Job(Mode m, std::string u, std::string b) : mode(m), url(std::move(u)), body(std::move(b)) {}
 
 bool Job::on_data(std::string_view bytes) {
-  got_data_ = true;
   if (mode == Mode::stream && status >= 200 && status < 300) {
-    last_data_ = Clock::now();
+    stream_bytes_ += bytes.size();
+    if (stream_bytes_ > kMaxStreamBytes) {
+      abort_error_ = Error(ErrorKind::parse,
+                           fmt::format("stream from {} went past {} MiB", core_->endpoint_name(),
+                                       kMaxStreamBytes >> 20),
+                           std::string(core_->endpoint_name()));
+      return false;
+    }
     thread_local std::vector<StreamEvent> events;
     events.clear();
+    const uint64_t seen = decoder_->data_events();
     if (auto error = decoder_->feed(bytes, events)) {
       abort_error_ = std::move(error);
       return false;
+    }
+    // Only data events hold the stream open (stream_idle_timeout); the idle clock starts with
+    // the first byte of the body.
+    if (!got_data_ || decoder_->data_events() != seen) last_data_ = Clock::now();
+    if (!got_data_) {
+      got_data_ = true;
+      core_->watch_attempt(this);  // the idle deadline may come before the first byte's
     }
     if (events.empty()) return true;
     events_delivered_ = true;
@@ -107,19 +128,44 @@ bool Job::on_data(std::string_view bytes) {
     }
     return true;
   }
+  got_data_ = true;
   if (response_.size() + bytes.size() > kMaxReplyBytes) {
-    abort_error_ =
-        Error(ErrorKind::parse, "reply larger than 64 MiB", std::string(core_->endpoint_name()));
+    abort_error_ = Error(ErrorKind::parse,
+                         fmt::format("reply from {} is larger than {} MiB", core_->endpoint_name(),
+                                     kMaxReplyBytes >> 20),
+                         std::string(core_->endpoint_name()));
     return false;
   }
   response_.append(bytes);
   return true;
 }
 
-void Job::on_header(std::string_view line) {
+bool Job::on_header(std::string_view line) {
   if (line.starts_with("HTTP/")) {  // a new response (after 100 Continue or a redirect)
     hint_headers_.clear();
-    return;
+    if (decoder_) decoder_->content_type({});
+    return true;
+  }
+  if (iequals_prefix(line, "content-length")) {
+    // A body announced beyond what would be kept fails now, not after it has been read.
+    const std::string_view value = trim(line.substr(sizeof "content-length"));
+    const uint64_t cap = mode == Mode::stream ? kMaxStreamBytes : kMaxReplyBytes;
+    uint64_t length = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+    if (ec == std::errc() && end == value.data() + value.size() && length > cap) {
+      abort_error_ = Error(ErrorKind::parse,
+                           fmt::format("reply from {} announces {} bytes (Content-Length), more "
+                                       "than the {} MiB a {} may have",
+                                       core_->endpoint_name(), length, cap >> 20,
+                                       mode == Mode::stream ? "stream" : "reply"),
+                           std::string(core_->endpoint_name()));
+      return false;
+    }
+    return true;
+  }
+  if (decoder_ && iequals_prefix(line, "content-type")) {
+    decoder_->content_type(trim(line.substr(sizeof "content-type")));
+    return true;
   }
   for (std::string_view name : {"retry-after", "retry-after-ms", "x-ratelimit-reset-requests",
                                 "x-ratelimit-reset-tokens"}) {
@@ -128,9 +174,10 @@ void Job::on_header(std::string_view line) {
       while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
         value.remove_prefix(1);
       hint_headers_.emplace_back(std::string(name), std::string(value));
-      return;
+      return true;
     }
   }
+  return true;
 }
 
 void Job::on_complete(CURLcode code) {
@@ -310,6 +357,7 @@ void ClientCore::start_attempt(Job* job) {
   job->status = 0;
   job->error_buffer = job->curl_error_;
   job->got_data_ = false;
+  job->stream_bytes_ = 0;
   job->response_.clear();
   job->hint_headers_.clear();
   job->abort_error_.reset();
@@ -401,30 +449,49 @@ std::string ClientCore::native_head(std::string_view method, std::string_view ur
   return head;
 }
 
-// Streams have no total timeout: the first byte must come within `timeout`, and after that no
-// silence may last longer than stream_idle_timeout. Native non-stream transfers get their
-// per-attempt timeout here too (curl enforces it itself for the others).
+// A stream's first byte must come within `timeout`; after that no more than
+// stream_idle_timeout may pass without a data event (docs/transport.md says which bytes count),
+// and with stream_timeout set, the whole stream must be over within it. Native non-stream
+// transfers get their per-attempt timeout here too (curl enforces it itself for the others).
+std::pair<Clock::time_point, ClientCore::Limit> ClientCore::attempt_deadline(const Job& job) const {
+  const auto timeout = job.timeout.value_or(config_.timeout);
+  if (job.mode != Job::Mode::stream) return {job.attempt_start_ + timeout, Limit::timeout};
+  std::pair<Clock::time_point, Limit> d =
+      job.got_data_
+          ? std::pair{job.last_data_ + config_.stream_idle_timeout, Limit::stream_idle_timeout}
+          : std::pair{job.attempt_start_ + timeout, Limit::timeout};
+  if (config_.stream_timeout && job.attempt_start_ + *config_.stream_timeout < d.first)
+    d = {job.attempt_start_ + *config_.stream_timeout, Limit::stream_timeout};
+  return d;
+}
+
 void ClientCore::watch_attempt(Job* job) {
-  const bool stream = job->mode == Job::Mode::stream;
-  const auto timeout = job->timeout.value_or(config_.timeout);
-  const bool idle = stream && job->got_data_;
-  const auto deadline =
-      idle ? job->last_data_ + config_.stream_idle_timeout : job->attempt_start_ + timeout;
-  job->timer_ = loop().add_timer(deadline, [this, job, stream, timeout] {
+  if (job->timer_) loop().cancel_timer(job->timer_);
+  job->timer_ = loop().add_timer(attempt_deadline(*job).first, [this, job] {
     job->timer_ = 0;
     if (!job->running) return;
-    const bool idle = stream && job->got_data_;
-    const auto limit = idle ? config_.stream_idle_timeout : timeout;
-    const auto since = idle ? job->last_data_ : job->attempt_start_;
-    if (Clock::now() - since < limit) return watch_attempt(job);
-    std::string what =
-        idle ? fmt::format("stream from {} was silent for {} (stream_idle_timeout)", endpoint_name_,
-                           seconds_text(limit))
-             : fmt::format("no {} from {} within {} (timeout)", stream ? "reply" : "complete reply",
-                           endpoint_name_, seconds_text(limit));
-    job->abort_error_ =
-        Error(ErrorKind::timeout, std::move(what), std::string(endpoint_name_), 0, {},
-              /*retryable=*/true);
+    const auto [deadline, limit] = attempt_deadline(*job);
+    if (Clock::now() < deadline) return watch_attempt(job);
+    const bool stream = job->mode == Job::Mode::stream;
+    std::string what;
+    switch (limit) {
+      case Limit::timeout:
+        what = fmt::format("no {} from {} within {} (timeout)", stream ? "reply" : "complete reply",
+                           endpoint_name_, seconds_text(job->timeout.value_or(config_.timeout)));
+        break;
+      case Limit::stream_idle_timeout:
+        what = fmt::format(
+            "stream from {} was silent for {} (stream_idle_timeout; comments and keep-alives "
+            "are not data)",
+            endpoint_name_, seconds_text(config_.stream_idle_timeout));
+        break;
+      case Limit::stream_timeout:
+        what = fmt::format("stream from {} did not end within {} (stream_timeout)", endpoint_name_,
+                           seconds_text(*config_.stream_timeout));
+        break;
+    }
+    job->abort_error_ = Error(ErrorKind::timeout, std::move(what), std::string(endpoint_name_), 0,
+                              {}, /*retryable=*/true);
     loop().abort(job, CURLE_OPERATION_TIMEDOUT);
   });
 }
@@ -453,17 +520,32 @@ void ClientCore::complete_attempt(Job* job, CURLcode code) {
   std::optional<Error> error;
   std::optional<ChatResult> result;
   const bool ok_status = job->status >= 200 && job->status < 300;
+  auto finish_stream = [&] {
+    auto outcome = job->decoder_->finish();
+    if (auto* e = std::get_if<Error>(&outcome)) {
+      error = std::move(*e);
+      return;
+    }
+    result = std::move(std::get<ChatResult>(outcome));
+    if (!job->decoder_->whole_reply()) return;
+    // A plain JSON reply to a stream request: the stream shows it as the events it would have
+    // had (all at once), then done.
+    std::vector<StreamEvent> events = replay_events(*result);
+    if (events.empty()) return;
+    job->events_delivered_ = true;
+    if (!job->deliver(events)) {
+      result.reset();
+      error.emplace(ErrorKind::cancelled, "stream abandoned by its consumer",
+                    std::string(endpoint_name_));
+    }
+  };
   if (job->abort_error_) {
     error = std::move(job->abort_error_);
-  } else if (code != CURLE_OK && job->mode == Job::Mode::stream && ok_status && job->got_data_) {
+  } else if (code != CURLE_OK && job->mode == Job::Mode::stream && ok_status && job->got_data_ &&
+             !job->decoder_->whole_reply()) {
     // The connection broke inside a stream: the decoder knows whether it had ended (a [DONE]
     // right before the cut) or was truncated.
-    auto outcome = job->decoder_->finish();
-    if (auto* r = std::get_if<ChatResult>(&outcome)) {
-      result = std::move(*r);
-    } else {
-      error = std::move(std::get<Error>(outcome));
-    }
+    finish_stream();
   } else if (code != CURLE_OK) {
     error = transport_error(*job, code);
   } else if (!ok_status) {
@@ -471,12 +553,7 @@ void ClientCore::complete_attempt(Job* job, CURLcode code) {
   } else if (job->mode == Job::Mode::raw) {
     result.emplace();  // the body itself is the outcome (finish hands it over)
   } else if (job->mode == Job::Mode::stream) {
-    auto outcome = job->decoder_->finish();
-    if (auto* r = std::get_if<ChatResult>(&outcome)) {
-      result = std::move(*r);
-    } else {
-      error = std::move(std::get<Error>(outcome));
-    }
+    finish_stream();
   } else {
     result.emplace();
     if (auto e = adapter_->parse_chat_response(endpoint_, job->response_, *result)) {

@@ -70,14 +70,15 @@ class Job : public Transfer {
  private:
   friend class ClientCore;
   bool on_data(std::string_view bytes) override;
-  void on_header(std::string_view line) override;
+  bool on_header(std::string_view line) override;
   void on_complete(CURLcode code) override;
 
   ClientCore* core_ = nullptr;
   State state_ = State::submitted;
   Clock::time_point submitted_{};
   Clock::time_point attempt_start_{};
-  Clock::time_point last_data_{};
+  Clock::time_point last_data_{};  // a stream's last data event (or its first byte)
+  uint64_t stream_bytes_ = 0;      // this attempt's stream body so far
   int attempts_ = 0;
   bool got_data_ = false;
   bool events_delivered_ = false;
@@ -150,6 +151,9 @@ class ClientCore {
   void finish(Job* job, std::optional<ChatResult> result, std::optional<Error> error);
   void deliver();
   void watch_attempt(Job* job);
+  enum class Limit { timeout, stream_idle_timeout, stream_timeout };
+  // When the running attempt of `job` times out, and which setting says so.
+  std::pair<Clock::time_point, Limit> attempt_deadline(const Job& job) const;
   void start_native(Job* job);
   void start_h2(Job* job);
   std::string native_head(std::string_view method, std::string_view url) const;

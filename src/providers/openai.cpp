@@ -179,6 +179,53 @@ simdjson::dom::parser& thread_parser(size_t next_len) {
   return parser;
 }
 
+// The value of the four hex digits (either case) at s[at], or -1.
+int hex4(std::string_view s, size_t at) {
+  if (at + 4 > s.size()) return -1;
+  int v = 0;
+  for (size_t i = at; i < at + 4; ++i) {
+    const char c = s[i];
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+// Rewrites each escape of a UTF-16 surrogate (D800-DFFF) that is not half of a pair as the
+// escape of U+FFFD (the same length).
+// Backslashes only occur inside strings, so no string tracking is needed. Returns whether any
+// was rewritten.
+bool replace_lone_surrogates(std::string& s) {
+  bool changed = false;
+  for (size_t i = 0; i + 1 < s.size(); ++i) {
+    if (s[i] != '\\') continue;
+    if (s[i + 1] != 'u') {
+      ++i;  // an escaped character: never the start of another escape
+      continue;
+    }
+    const int u = hex4(s, i + 2);
+    if (u < 0xD800 || u > 0xDFFF) {
+      i += 1;
+      continue;
+    }
+    if (u <= 0xDBFF && i + 7 < s.size() && s[i + 6] == '\\' && s[i + 7] == 'u') {
+      const int low = hex4(s, i + 8);
+      if (low >= 0xDC00 && low <= 0xDFFF) {
+        i += 11;  // a pair
+        continue;
+      }
+    }
+    s.replace(i + 2, 4, "fffd");
+    changed = true;
+    i += 5;
+  }
+  return changed;
+}
+
 bool get_string(element e, std::string_view& out) {
   return e.get_string().get(out) == simdjson::SUCCESS;
 }
@@ -193,13 +240,15 @@ namespace openai {
 simdjson::error_code parse_json(std::string_view body, element& out) {
   simdjson::dom::parser& parser = thread_parser(body.size());
   const simdjson::error_code err = parser.parse(body.data(), body.size(), true).get(out);
-  if (err != simdjson::UTF8_ERROR) return err;
-  // Invalid UTF-8 (a character cut in two, text in another encoding): the answer is kept, each
+  if (err != simdjson::UTF8_ERROR && err != simdjson::STRING_ERROR) return err;
+  // Invalid UTF-8 (a character cut in two, text in another encoding) or a lone surrogate escape
+  // (a string cut between the halves of a UTF-16 pair, then escaped): the answer is kept, each
   // bad sequence shown as U+FFFD, rather than failed and asked for again (it would come back the
-  // same). simdjson validates UTF-8 as it parses, so valid replies pay nothing for this.
+  // same). simdjson validates as it parses, so valid replies pay nothing for this.
   std::string repaired;
   repaired.reserve(body.size() + 16);
   append_valid_utf8(repaired, body);
+  if (!replace_lone_surrogates(repaired) && err == simdjson::STRING_ERROR) return err;
   return parser.parse(repaired.data(), repaired.size(), true).get(out);  // copied: may go
 }
 

@@ -46,6 +46,7 @@ class OpenAIStreamDecoder final : public StreamDecoder {
     if (error_) return error_;
     if (done_) return std::nullopt;  // anything after [DONE] is ignored
     bytes_ += bytes.size();
+    if (body_ != Body::sse && sniff(bytes)) return append_reply(bytes);
     out_ = &out;
     const SseDecoder::Status status =
         sse_.feed(bytes, [this](const SseEvent& ev) { return on_event(ev); });
@@ -61,6 +62,14 @@ class OpenAIStreamDecoder final : public StreamDecoder {
 
   std::variant<ChatResult, Error> finish() override {
     if (error_) return *error_;
+    if (body_ == Body::json) {
+      Endpoint ep;
+      ep.base_url = endpoint_;
+      ep.api_key = key_;
+      ChatResult r;
+      if (auto e = openai_adapter().parse_chat_response(ep, reply_, r)) return *std::move(e);
+      return r;
+    }
     if (!done_ && finish_reason_.empty()) {
       return Error(
           ErrorKind::truncated,
@@ -86,10 +95,50 @@ class OpenAIStreamDecoder final : public StreamDecoder {
     return r;
   }
 
+  void content_type(std::string_view value) override {
+    json_type_ = iequals(trim(value.substr(0, value.find(';'))), "application/json");
+  }
+
  private:
+  // Some servers ignore stream:true and answer with the whole completion as one JSON object:
+  // that reply is read as such (a body that opens with '{' or '[' cannot be meaningful SSE, and
+  // with Content-Type application/json, anything that does not open like an SSE line is taken
+  // as JSON too). Decided on the body's first non-blank byte; true when the body is JSON.
+  bool sniff(std::string_view& bytes) {
+    if (body_ == Body::json) return true;
+    size_t i = 0;
+    while (i < bytes.size() && is_space(bytes[i])) ++i;
+    if (i == bytes.size()) return false;  // blank so far: harmless as SSE too
+    const char c = bytes[i];
+    const bool sse_like = c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (c == '{' || c == '[' || (json_type_ && !sse_like)) {
+      body_ = Body::json;
+      whole_reply_ = true;
+      bytes.remove_prefix(i);
+      return true;
+    }
+    body_ = Body::sse;
+    return false;
+  }
+
+  std::optional<Error> append_reply(std::string_view bytes) {
+    if (reply_.size() + bytes.size() > kMaxReplyBytes) {
+      error_ = Error(ErrorKind::parse,
+                     fmt::format("reply from {} (a JSON body answering a stream) is larger than "
+                                 "{} MiB",
+                                 endpoint_, kMaxReplyBytes >> 20),
+                     endpoint_);
+      return error_;
+    }
+    reply_.append(bytes);
+    ++data_events_;  // a reply arriving is progress
+    return std::nullopt;
+  }
+
   bool on_event(const SseEvent& ev) {
     std::string_view data = trim_right(trim_left(ev.data));
     if (data.empty()) return true;  // keep-alive
+    ++data_events_;
     if (data == "[DONE]") {
       done_ = true;
       flush_tags(out_);
@@ -238,8 +287,15 @@ class OpenAIStreamDecoder final : public StreamDecoder {
     out_ = saved;
   }
 
+  // The most a JSON body answering a stream may have (as for a non-streamed reply).
+  static constexpr size_t kMaxReplyBytes = size_t{64} << 20;
+  enum class Body { unknown, sse, json };
+
   std::string endpoint_;
   std::string key_;
+  Body body_ = Body::unknown;
+  bool json_type_ = false;  // Content-Type: application/json
+  std::string reply_;       // the body, when it is one JSON reply
   SseDecoder sse_;
   std::vector<StreamEvent>* out_ = nullptr;
   std::optional<Error> error_;

@@ -296,9 +296,13 @@ void H2Connection::session_start() {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
   if (rc != 0) return fail(CURLE_HTTP2, "cannot start an HTTP/2 session");
-  const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-                                             {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow}};
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, 2);
+  // The header list bound is advertised too (in HTTP/2's own measure: 32 bytes more per field);
+  // on_header enforces it whatever the server does.
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxHeaderBytes}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, 3);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   state_ = State::ready;  // takes streams once the server's SETTINGS are in (stream_capacity)
   watch(EPOLLIN);
@@ -544,20 +548,32 @@ int H2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const 
   if (it == self->streams_.end()) return 0;
   Stream& s = it->second;
   s.response_started = true;
+  if (s.consumer_stopped || !s.failure.empty()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  // HPACK lets a few bytes on the wire stand for a long header list: bounded as over HTTP/1.1.
+  s.head_bytes += namelen + valuelen + 4;
+  if (++s.head_fields > kMaxHeaderFields) {
+    s.failure = fmt::format("more than {} header fields", kMaxHeaderFields);
+  } else if (s.head_bytes > kMaxHeaderBytes) {
+    s.failure = fmt::format("reply head larger than {} KiB", kMaxHeaderBytes / 1024);
+  }
+  if (!s.failure.empty()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+  bool go;
   if (n == ":status") {
     int status = 0;
     for (char c : v) status = status * 10 + (c - '0');
     if (status >= 200) s.t->status = status;
-    s.t->on_header(fmt::format("HTTP/2 {}", v));  // a new response: the hints start over
-    return 0;
+    go = s.t->on_header(fmt::format("HTTP/2 {}", v));  // a new response: the hints start over
+  } else {
+    std::string line;
+    line.reserve(namelen + 2 + valuelen);
+    line.append(n).append(": ").append(v);
+    go = s.t->on_header(line);
   }
-  std::string line;
-  line.reserve(namelen + 2 + valuelen);
-  line.append(n).append(": ").append(v);
-  s.t->on_header(line);
-  return 0;
+  if (go) return 0;
+  s.consumer_stopped = true;
+  return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 int H2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
@@ -616,7 +632,10 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   Stream s = std::move(it->second);
   self->streams_.erase(it);
   const std::string& who = self->pool_.target().authority;
-  if (s.consumer_stopped) {
+  if (!s.failure.empty()) {
+    self->done_.push_back({s.t, s.request, CURLE_WEIRD_SERVER_REPLY,
+                           fmt::format("bad HTTP/2 reply from {}: {}", who, s.failure), false});
+  } else if (s.consumer_stopped) {
     self->done_.push_back(
         {s.t, s.request, CURLE_WRITE_ERROR, "the reply's consumer stopped it", false});
   } else if (error_code == NGHTTP2_NO_ERROR && s.ended) {

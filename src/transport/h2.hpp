@@ -131,7 +131,10 @@ class H2Connection final : public IoHandler {
     size_t body_sent = 0;
     bool response_started = false;  // any frame of the reply came
     bool ended = false;             // the reply's END_STREAM came
-    bool consumer_stopped = false;  // on_data returned false
+    bool consumer_stopped = false;  // on_data or on_header returned false
+    size_t head_fields = 0;         // header fields received (kMaxHeaderFields)
+    size_t head_bytes = 0;          // and their bytes, as HTTP/1.1 lines (kMaxHeaderBytes)
+    std::string failure;            // why the stream was reset on our side (a bound was exceeded)
   };
   // A stream that is over, its transfer completed after nghttp2 returns (never from inside it).
   struct Done {

@@ -4,13 +4,32 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
+
+#include <fmt/format.h>
 
 namespace flexllm::detail {
 namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;
+
+// A header value without the optional whitespace around it.
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+// Server bytes quoted in an error message: at most 40 of them, printable ASCII only (the
+// message may end up in a JSON file).
+std::string quoted(std::string_view bytes) {
+  std::string out = "\"";
+  for (char c : bytes.substr(0, 40)) out.push_back(c >= 0x20 && c < 0x7F ? c : '?');
+  out.append(bytes.size() > 40 ? "…\"" : "\"");
+  return out;
+}
 
 std::string_view authority_of(std::string_view url) {
   size_t s = url.find("://");
@@ -77,6 +96,60 @@ ResponseParser::Result ResponseParser::end_of_headers() {
   return Result::need_more;
 }
 
+namespace {
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+bool is_hex(char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+}  // namespace
+
+ResponseParser::Result ResponseParser::header_line(std::string_view line, Sink& sink) {
+  if (++head_fields_ > kMaxHeaderFields)
+    return fail(fmt::format("more than {} header fields", kMaxHeaderFields));
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) return fail("malformed header line");
+  std::string_view name = line.substr(0, colon);
+  std::string_view value = trim_ows(line.substr(colon + 1));
+  if (state_ == State::trailers) return Result::need_more;  // framing is settled: not passed on
+  if (iequals(name, "content-length")) {
+    uint64_t length = 0;
+    auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+    if (value.empty() || ec != std::errc() || p != value.data() + value.size())
+      return fail("invalid Content-Length " + quoted(value));
+    // Two lengths, even equal ones, mean something between us and the server is confused
+    // about where this reply ends: no guess.
+    if (has_length_)
+      return fail(
+          length == remaining_
+              ? std::string("repeated Content-Length")
+              : fmt::format("conflicting Content-Length values ({} and {})", remaining_, length));
+    remaining_ = length;
+    has_length_ = true;
+  } else if (iequals(name, "transfer-encoding")) {
+    chunked_ = has_header_token(value, "chunked");
+  } else if (iequals(name, "connection")) {
+    if (has_header_token(value, "close")) keep_alive_ = false;
+    if (has_header_token(value, "keep-alive") && http10_) keep_alive_ = true;
+  }
+  return sink.on_header(line) ? Result::need_more : Result::stopped;
+}
+
+// "1a2b[ ;ext…]": 1-16 hex digits (at most 2^64 - 1, so no overflow), extensions ignored.
+ResponseParser::Result ResponseParser::chunk_size_line(std::string_view line) {
+  std::string_view size = line.substr(0, line.find(';'));
+  while (!size.empty() && (size.back() == ' ' || size.back() == '\t')) size.remove_suffix(1);
+  if (size.empty() || size.size() > 16 || !std::all_of(size.begin(), size.end(), is_hex))
+    return fail("invalid chunk size " + quoted(line));
+  std::from_chars(size.data(), size.data() + size.size(), remaining_, 16);
+  state_ = remaining_ == 0 ? State::trailers : State::chunk_data;
+  return Result::need_more;
+}
+
 ResponseParser::Result ResponseParser::feed(std::string_view& data, Sink& sink) {
   if (!data.empty()) started_ = true;
   while (state_ != State::done) {
@@ -88,52 +161,37 @@ ResponseParser::Result ResponseParser::feed(std::string_view& data, Sink& sink) 
       case State::chunk_crlf:
       case State::trailers: {
         if (!take_line(data, line)) return error_.empty() ? Result::need_more : Result::error;
+        if (state_ != State::chunk_size && state_ != State::chunk_crlf &&
+            (head_bytes_ += line.size() + 2) > kMaxHeaderBytes)
+          return fail(fmt::format("reply head larger than {} KiB", kMaxHeaderBytes / 1024));
         if (state_ == State::status_line) {
-          // "HTTP/1.1 200 OK"
-          if (line.size() < 12 || !line.starts_with("HTTP/1.") || line[8] != ' ')
-            return fail("malformed status line");
+          // "HTTP/1.1 200 OK", the reason phrase optional.
+          if (line.size() < 12 || !line.starts_with("HTTP/1.") || !is_digit(line[7]) ||
+              line[8] != ' ')
+            return fail("malformed status line " + quoted(line));
+          if (!is_digit(line[9]) || !is_digit(line[10]) || !is_digit(line[11]) ||
+              (line.size() > 12 && line[12] != ' ') || line[9] < '1' || line[9] > '5')
+            return fail("malformed status code in " + quoted(line));
+          status_ = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
           http10_ = line[7] == '0';
           keep_alive_ = !http10_;
-          auto [p, ec] = std::from_chars(line.data() + 9, line.data() + 12, status_);
-          if (ec != std::errc() || p != line.data() + 12) return fail("malformed status code");
           state_ = State::headers;
         } else if (state_ == State::headers) {
           if (line.empty()) {
             if (Result r = end_of_headers(); r != Result::need_more) return r;
             if (state_ != State::status_line) sink.on_status(status_);
-          } else {
-            size_t colon = line.find(':');
-            if (colon == std::string_view::npos || colon == 0) return fail("malformed header line");
-            std::string_view name = line.substr(0, colon);
-            std::string_view value = line.substr(colon + 1);
-            while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
-              value.remove_prefix(1);
-            if (iequals(name, "content-length")) {
-              auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), remaining_);
-              if (ec != std::errc() || p != value.data() + value.size())
-                return fail("invalid Content-Length");
-              has_length_ = true;
-            } else if (iequals(name, "transfer-encoding")) {
-              chunked_ = has_header_token(value, "chunked");
-            } else if (iequals(name, "connection")) {
-              if (has_header_token(value, "close")) keep_alive_ = false;
-              if (has_header_token(value, "keep-alive") && http10_) keep_alive_ = true;
-            }
-            sink.on_header(line);
+          } else if (Result r = header_line(line, sink); r != Result::need_more) {
+            return r;
           }
         } else if (state_ == State::chunk_size) {
-          std::string_view size = line.substr(0, line.find(';'));
-          while (!size.empty() && (size.back() == ' ' || size.back() == '\t'))
-            size.remove_suffix(1);
-          auto [p, ec] = std::from_chars(size.data(), size.data() + size.size(), remaining_, 16);
-          if (size.empty() || ec != std::errc() || p != size.data() + size.size())
-            return fail("invalid chunk size");
-          state_ = remaining_ == 0 ? State::trailers : State::chunk_data;
+          if (Result r = chunk_size_line(line); r != Result::need_more) return r;
         } else if (state_ == State::chunk_crlf) {
           if (!line.empty()) return fail("chunk not followed by CRLF");
           state_ = State::chunk_size;
         } else if (line.empty()) {  // trailers end
           state_ = State::done;
+        } else if (Result r = header_line(line, sink); r != Result::need_more) {
+          return r;
         }
         break;
       }

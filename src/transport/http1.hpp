@@ -16,15 +16,25 @@
 
 namespace flexllm::detail {
 
+// Bounds on a reply's head, on every native transport (HTTP/2 counts its header fields the same
+// way): fields of the head (interim 1xx heads and trailers included), and their bytes ("Name:
+// value" plus the line end, the status line too). Real servers send a few dozen fields and a few
+// KiB; the caps keep a hostile or broken server from growing memory without end.
+inline constexpr size_t kMaxHeaderFields = 100;
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
+
 // Incremental HTTP/1.x response parser: status line, headers, and a body framed by
-// Content-Length, chunked encoding, or the connection's close. Pure: unit-tested on bytes.
+// Content-Length, chunked encoding, or the connection's close. Strict where framing is at stake:
+// a status line is "HTTP/1.x NNN" (three digits, 100-599), chunk sizes are 1-16 hex digits, a
+// repeated Content-Length is an error. Pure: unit-tested on bytes.
 class ResponseParser {
  public:
   class Sink {
    public:
     virtual void on_status(int status) = 0;
-    virtual void on_header(std::string_view line) = 0;  // "Name: value", no CRLF
-    virtual bool on_body(std::string_view bytes) = 0;   // false: stop (the transfer is aborted)
+    // "Name: value", no CRLF; false: stop (the transfer is aborted)
+    virtual bool on_header(std::string_view line) = 0;
+    virtual bool on_body(std::string_view bytes) = 0;  // false: stop (the transfer is aborted)
    protected:
     ~Sink() = default;
   };
@@ -56,11 +66,15 @@ class ResponseParser {
   Result fail(std::string why);
   bool take_line(std::string_view& data, std::string_view& line);
   Result end_of_headers();
+  Result header_line(std::string_view line, Sink& sink);
+  Result chunk_size_line(std::string_view line);
 
   State state_ = State::status_line;
   std::string line_;  // a line split across reads
   bool line_spent_ = false;
   uint64_t remaining_ = 0;
+  size_t head_fields_ = 0;  // header fields so far (all heads of this reply, trailers included)
+  size_t head_bytes_ = 0;
   int status_ = 0;
   bool started_ = false;
   bool chunked_ = false;

@@ -387,8 +387,7 @@ size_t Loop::write_cb(char* data, size_t, size_t n, void* userp) {
 size_t Loop::header_cb(char* data, size_t, size_t n, void* userp) {
   std::string_view line(data, n);
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  static_cast<Transfer*>(userp)->on_header(line);
-  return n;
+  return static_cast<Transfer*>(userp)->on_header(line) ? n : 0;
 }
 
 }  // namespace flexllm::detail

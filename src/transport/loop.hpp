@@ -63,8 +63,9 @@ class Transfer {
   virtual ~Transfer() = default;
   // Body bytes. Return false to abort the transfer (it completes with CURLE_WRITE_ERROR).
   virtual bool on_data(std::string_view bytes) = 0;
-  // One response header line (status lines included), CRLF stripped.
-  virtual void on_header(std::string_view line) = 0;
+  // One response header line (status lines included), CRLF stripped. Return false to abort the
+  // transfer (as from on_data).
+  virtual bool on_header(std::string_view line) = 0;
   // The transfer is over (a native failure is reported with the nearest CURLcode and a sentence
   // in error_buffer); `easy`, for curl transfers, is still valid.
   virtual void on_complete(CURLcode code) = 0;

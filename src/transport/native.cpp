@@ -268,8 +268,8 @@ void Http1Connection::on_io(uint32_t events) {
 void Http1Connection::on_status(int status) {
   transfer_->status = status;
 }
-void Http1Connection::on_header(std::string_view line) {
-  transfer_->on_header(line);
+bool Http1Connection::on_header(std::string_view line) {
+  return transfer_->on_header(line);
 }
 bool Http1Connection::on_body(std::string_view bytes) {
   return transfer_->on_data(bytes);

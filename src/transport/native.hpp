@@ -39,7 +39,7 @@ class Http1Connection final : public IoHandler, private ResponseParser::Sink {
   void watch(uint32_t events);
 
   void on_status(int status) override;
-  void on_header(std::string_view line) override;
+  bool on_header(std::string_view line) override;
   bool on_body(std::string_view bytes) override;
 
   Loop& loop_;

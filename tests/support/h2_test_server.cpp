@@ -157,7 +157,12 @@ struct H2TestConnection {
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, &H2TestConnection::on_frame_send);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &H2TestConnection::on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, &H2TestConnection::on_stream_close);
-    const int rc = nghttp2_session_server_new(&session, cb, this);
+    // Header blocks as large as a test asks for (the client is what is under test).
+    nghttp2_option* opt = nullptr;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_max_send_header_block_length(opt, 1u << 20);
+    const int rc = nghttp2_session_server_new2(&session, cb, this, opt);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc != 0) return false;
     const nghttp2_settings_entry settings[] = {
@@ -263,11 +268,13 @@ struct H2TestConnection {
       return;
     }
     static const std::string length = std::to_string(kCompletion.size());
-    const nghttp2_nv nva[] = {header(":status", "200"), header("content-type", "application/json"),
-                              header("content-length", length)};
+    std::vector<nghttp2_nv> nva = {header(":status", "200"),
+                                   header("content-type", "application/json"),
+                                   header("content-length", length)};
+    for (const auto& [name, value] : o.extra_headers) nva.push_back(header(name, value));
     nghttp2_data_provider provider{};
     provider.read_callback = &H2TestConnection::read_body;
-    nghttp2_submit_response(session, id, nva, 3, &provider);
+    nghttp2_submit_response(session, id, nva.data(), nva.size(), &provider);
     ++server->answered;
   }
 

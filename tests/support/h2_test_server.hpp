@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "tls_fixture.hpp"
 
@@ -32,6 +34,8 @@ struct H2TestServerOptions {
   // that resends a request in a fixed place of its next burst could otherwise meet them in step,
   // the same request failing every time.
   bool repeat_faults = false;
+  // Response header fields added to every answer (tests of the client's bounds on a reply head).
+  std::vector<std::pair<std::string, std::string>> extra_headers{};
 };
 
 struct H2TestServerCounters {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/utf8.hpp"
 #include "providers/provider.hpp"
 
 namespace flexllm::detail {
@@ -794,6 +795,176 @@ TEST(OpenAIStream, OversizedEventIsAnError) {
   ASSERT_TRUE(err);
   EXPECT_EQ(err->kind(), ErrorKind::parse);
   EXPECT_NE(std::string(err->what()).find("16 MiB"), std::string::npos) << err->what();
+}
+
+TEST(OpenAIStream, OnlyEventsWithDataAreProgress) {
+  auto decoder = adapter().make_stream_decoder(endpoint());
+  std::vector<StreamEvent> out;
+  for (const char* quiet : {": keep-alive\n\n", "\n\n\n", "event: ping\n\n", "id: 7\nretry: 5\n\n",
+                            "data:\n\n", "data:  \n\n", "data: {\"choices\":[]"}) {
+    EXPECT_FALSE(decoder->feed(quiet, out));
+    EXPECT_EQ(decoder->data_events(), 0u) << quiet;
+  }
+  EXPECT_FALSE(decoder->feed("}\n\n", out));  // completes the partial event above
+  EXPECT_EQ(decoder->data_events(), 1u);
+  EXPECT_FALSE(decoder->feed("data: [DONE]\n\n", out));
+  EXPECT_EQ(decoder->data_events(), 2u) << "the terminator counts";
+  EXPECT_FALSE(decoder->whole_reply());
+}
+
+// Some servers ignore stream:true and send the whole completion as one JSON object.
+TEST(OpenAIStream, APlainJsonReplyIsReadAsTheReply) {
+  const std::string body = read_file("openai/chat_basic.json");
+  for (size_t piece : {body.size(), size_t{1}, size_t{7}}) {
+    auto decoder = adapter().make_stream_decoder(endpoint());
+    std::vector<StreamEvent> out;
+    EXPECT_FALSE(decoder->feed("\r\n ", out));  // blank so far: undecided
+    for (size_t at = 0; at < body.size(); at += piece)
+      ASSERT_FALSE(decoder->feed(body.substr(at, piece), out)) << piece;
+    EXPECT_TRUE(out.empty()) << "nothing streams: the engine replays the result";
+    EXPECT_TRUE(decoder->whole_reply());
+    EXPECT_GT(decoder->data_events(), 0u) << "its bytes are progress";
+    auto fin = decoder->finish();
+    ASSERT_TRUE(std::holds_alternative<ChatResult>(fin)) << std::get<Error>(fin).what();
+    const ChatResult& r = std::get<ChatResult>(fin);
+    EXPECT_EQ(r.content, "The capital of France is Paris.");
+    EXPECT_EQ(r.finish_reason, "stop");
+    EXPECT_EQ(r.usage, (Usage{19, 10, 29, 0}));
+  }
+  // Tool calls and reasoning come through as from a non-streamed reply.
+  StreamRun tools = run_stream({read_file("openai/chat_tool_calls.json")});
+  ASSERT_EQ(tools.ok().tool_calls.size(), 2u);
+  EXPECT_EQ(tools.ok().tool_calls[1].name, "get_time");
+  EXPECT_EQ(tools.ok().tool_calls[1].arguments, R"({"tz":"America/New_York"})");
+  // An error object with a 2xx status is the provider's in-band error, as without stream:true.
+  StreamRun error = run_stream({R"({"error":{"message":"model overloaded","code":503}})"});
+  EXPECT_FALSE(error.feed_error);
+  EXPECT_EQ(error.error().kind(), ErrorKind::provider);
+  EXPECT_TRUE(error.error().retryable());
+  EXPECT_NE(std::string(error.error().what()).find("model overloaded"), std::string::npos);
+  // Cut short: a parse error naming the body (retryable), not a truncated stream.
+  StreamRun cut = run_stream({body.substr(0, body.size() / 2)});
+  EXPECT_EQ(cut.error().kind(), ErrorKind::parse);
+  EXPECT_TRUE(cut.error().retryable());
+  // Not an object: the reply's own parse error.
+  StreamRun array = run_stream({"[1, 2]"});
+  EXPECT_EQ(array.error().kind(), ErrorKind::parse);
+  EXPECT_NE(std::string(array.error().what()).find("not a JSON object"), std::string::npos)
+      << array.error().what();
+}
+
+TEST(OpenAIStream, JsonContentTypeDecidesWhatSniffingCannot) {
+  // With Content-Type application/json a body that SSE would ignore is read as the reply (and
+  // fails as one), while SSE labelled as JSON by a careless server still streams.
+  auto as_json = adapter().make_stream_decoder(endpoint());
+  std::vector<StreamEvent> out;
+  as_json->content_type("Application/JSON; charset=utf-8");
+  EXPECT_FALSE(as_json->feed("\"just a string\"", out));
+  EXPECT_TRUE(as_json->whole_reply());
+  auto fin = as_json->finish();
+  ASSERT_TRUE(std::holds_alternative<Error>(fin));
+  EXPECT_EQ(std::get<Error>(fin).kind(), ErrorKind::parse);
+
+  auto sse = adapter().make_stream_decoder(endpoint());
+  sse->content_type("application/json");
+  EXPECT_FALSE(sse->feed(read_file("openai/stream_basic.sse"), out));
+  EXPECT_FALSE(sse->whole_reply());
+  EXPECT_EQ(std::get<ChatResult>(sse->finish()).content,
+            "Hello! How can I help you today? \xE2\x9C\x93");
+
+  auto plain = adapter().make_stream_decoder(endpoint());
+  plain->content_type("text/event-stream");
+  EXPECT_FALSE(plain->feed("\"just a string\"\n\n", out));
+  EXPECT_FALSE(plain->whole_reply()) << "without the header, such a body is (meaningless) SSE";
+}
+
+TEST(OpenAIStream, JsonReplyAnsweringAStreamIsBounded) {
+  auto decoder = adapter().make_stream_decoder(endpoint());
+  std::vector<StreamEvent> out;
+  const std::string mib(1 << 20, ' ');
+  ASSERT_FALSE(decoder->feed("{\"choices\":", out));
+  std::optional<Error> err;
+  for (int i = 0; i < 65 && !err; ++i) err = decoder->feed(mib, out);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->kind(), ErrorKind::parse);
+  EXPECT_FALSE(err->retryable());
+  EXPECT_NE(std::string(err->what()).find("larger than 64 MiB"), std::string::npos) << err->what();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Invalid UTF-8 in an answer: kept, each bad sequence as U+FFFD (never an error, never retried)
+
+TEST(Utf8, EachIllFormedSequenceBecomesOneReplacement) {
+  auto repaired = [](std::string_view s) {
+    std::string out;
+    append_valid_utf8(out, s);
+    return out;
+  };
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(repaired("plain \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"),
+            "plain \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+  EXPECT_EQ(repaired("a\xFF"
+                     "b"),
+            "a" + r + "b");
+  EXPECT_EQ(repaired("\xE2\x82"
+                     "b"),
+            r + "b")
+      << "a cut character is one replacement";
+  EXPECT_EQ(repaired("\xF0\x9F\x98"), r);
+  EXPECT_EQ(repaired("\xF0\x9F\x98\xF0\x9F\x98\x80"), r + "\xF0\x9F\x98\x80");
+  EXPECT_EQ(repaired("\xED\xA0\x80"), r + r + r) << "a surrogate is not a character at all";
+  EXPECT_EQ(repaired("\xC0\xAF"), r + r) << "overlong";
+  EXPECT_EQ(repaired("\xF4\x90\x80\x80"), r + r + r + r) << "above U+10FFFF";
+  EXPECT_EQ(repaired("\x80\x80"), r + r);
+  EXPECT_EQ(repaired("\xC3"), r);
+}
+
+TEST(OpenAIReply, InvalidUtf8IsRepairedNotAnError) {
+  const std::string body =
+      "{\"choices\":[{\"message\":{\"content\":\"caf\xC3 cr\xE8me \xF0\x9F\x98\","
+      "\"reasoning_content\":\"hm\xFF\",\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+      "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"city\\\":\\\"K\xF6ln\\\"}\"}}]},"
+      "\"finish_reason\":\"stop\"}]}";
+  ChatResult r = parse_ok(body);
+  EXPECT_EQ(r.content, "caf\xEF\xBF\xBD cr\xEF\xBF\xBDme \xEF\xBF\xBD");
+  EXPECT_EQ(r.reasoning, "hm\xEF\xBF\xBD");
+  ASSERT_EQ(r.tool_calls.size(), 1u);
+  EXPECT_EQ(r.tool_calls[0].arguments, "{\"city\":\"K\xEF\xBF\xBDln\"}");
+  EXPECT_EQ(r.finish_reason, "stop");
+  EXPECT_NO_THROW(json(r.content).dump());
+  // Bad bytes outside a string are still a broken reply.
+  EXPECT_EQ(parse_fail("{\"choices\":\xFF}").kind(), ErrorKind::parse);
+}
+
+TEST(OpenAIReply, LoneSurrogateEscapesAreRepairedNotAnError) {
+  // A string cut between the halves of a UTF-16 pair, then escaped (JSON.stringify does that).
+  auto content = [](const std::string& escaped) {
+    return parse_ok("{\"choices\":[{\"message\":{\"content\":\"" + escaped + "\"}}]}").content;
+  };
+  EXPECT_EQ(content("a\\ud83d b"), "a\xEF\xBF\xBD b");
+  EXPECT_EQ(content("\\uDC00\\uD83D"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(content("\\ud83d\\ud83d\\ude00"), "\xEF\xBF\xBD\xF0\x9F\x98\x80");
+  EXPECT_EQ(content("\\ud83d\\ude00 \\u00e9"), "\xF0\x9F\x98\x80 \xC3\xA9") << "valid: unchanged";
+  EXPECT_EQ(content("\\\\ud83d"), "\\ud83d") << "an escaped backslash, then text";
+  EXPECT_EQ(content("\\ud83d\xC3"), "\xEF\xBF\xBD\xEF\xBF\xBD") << "both kinds at once";
+  EXPECT_EQ(parse_fail("{\"choices\":[{\"message\":{\"content\":\"\\x\"}}]}").kind(),
+            ErrorKind::parse)
+      << "other bad escapes are still broken replies";
+}
+
+TEST(OpenAIStream, InvalidUtf8IsRepairedNotAnError) {
+  StreamRun run = run_stream(
+      {"data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"\xC3\"}}]}\n\n"
+       "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ab\xE2\x82\"}}]}\n\n"
+       "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\","
+       "\"function\":{\"name\":\"f\",\"arguments\":\"\x80\"}}]},\"finish_reason\":\"stop\"}]}\n\n"
+       "data: [DONE]\n\n"});
+  EXPECT_FALSE(run.feed_error);
+  EXPECT_EQ(run.text(StreamEvent::thinking), "\xEF\xBF\xBD");
+  EXPECT_EQ(run.text(StreamEvent::content), "ab\xEF\xBF\xBD");
+  EXPECT_EQ(run.ok().content, "ab\xEF\xBF\xBD");
+  ASSERT_EQ(run.ok().tool_calls.size(), 1u);
+  EXPECT_EQ(run.ok().tool_calls[0].arguments, "\xEF\xBF\xBD");
 }
 
 // ------------------------------------------------------------------------------------------------
