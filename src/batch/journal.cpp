@@ -32,12 +32,17 @@ uint32_t clamp32(uint64_t v) {
   return static_cast<uint32_t>(std::min<uint64_t>(v, std::numeric_limits<uint32_t>::max()));
 }
 
-// Digits at `pos` of `s` (advancing it); false when there are none.
+// Digits at `pos` of `s` (advancing it); false when there are none or they overflow 64 bits.
+// Every index format_record() writes reads back, 20 digits too (found by fuzzing: they fell to
+// the JSON reader, which refuses a record whose text is not UTF-8).
 bool read_uint(std::string_view s, size_t& pos, uint64_t& value) {
   const size_t start = pos;
   value = 0;
-  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9' && pos - start < 19)
-    value = value * 10 + static_cast<uint64_t>(s[pos++] - '0');
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+    if (__builtin_mul_overflow(value, 10, &value) ||
+        __builtin_add_overflow(value, static_cast<uint64_t>(s[pos++] - '0'), &value))
+      return false;
+  }
   return pos > start;
 }
 
