@@ -112,7 +112,10 @@ std::string replace_value(std::string_view line, int lineno, const std::string& 
   size_t vstart = colon + 1;
   while (vstart < body.size() && (body[vstart] == ' ' || body[vstart] == '\t')) ++vstart;
   size_t vend = vstart;
-  char first = vstart < body.size() ? body[vstart] : '\0';
+  // Not a '\0' sentinel for "no value": a NUL byte in the value would pass for one and stay
+  // behind the new value (found by fuzzing: set-model twice wrote two different files).
+  const bool has_value = vstart < body.size();
+  char first = has_value ? body[vstart] : '\0';
   if (first == '"' || first == '\'') {
     size_t j = vstart + 1;
     bool closed = false;
@@ -134,7 +137,7 @@ std::string replace_value(std::string_view line, int lineno, const std::string& 
     cannot_edit(lineno, "its value is a block scalar");
   } else if (first == '&' || first == '*' || first == '!' || first == '[' || first == '{') {
     cannot_edit(lineno, "its value is not a plain name");
-  } else if (first != '#' && first != '\0') {
+  } else if (has_value && first != '#') {
     for (size_t j = vstart; j < body.size(); ++j) {
       if (body[j] == '#' && (body[j - 1] == ' ' || body[j - 1] == '\t')) break;
       vend = j + 1;
