@@ -174,9 +174,13 @@ void round_trip(std::string_view input, simdjson::dom::parser& parser) {
   }
 
   // Text that is not UTF-8 cannot come back through JSON; the rest must come back as written.
-  std::string all_text = r.content + r.reasoning.value_or("") + r.finish_reason;
-  for (const ToolCall& c : r.tool_calls) all_text += c.id + c.name + c.arguments;
-  if (!success || !simdjson::validate_utf8(all_text)) return;
+  // Each text alone: pieces that are not UTF-8 may join into UTF-8.
+  std::vector<std::string_view> texts = {r.content, r.finish_reason};
+  if (r.reasoning) texts.push_back(*r.reasoning);
+  for (const ToolCall& c : r.tool_calls) texts.insert(texts.end(), {c.id, c.name, c.arguments});
+  for (std::string_view t : texts)
+    if (!simdjson::validate_utf8(t.data(), t.size())) return;
+  if (!success) return;
   MemFile& f = file();
   f.write(line + "\n");
   ref.offset = 0;
