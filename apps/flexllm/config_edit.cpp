@@ -220,6 +220,12 @@ std::string edit_default(const std::string& text, const std::string& name) {
         continue;
       }
       std::string_view line = lines[i];
+      // A byte-order mark before `default:` on the first line stays where it is (found by
+      // fuzzing: set-model added `default:` after one, then could not edit its own line).
+      if (i == 0 && line.starts_with("\xEF\xBB\xBF")) {
+        out += line.substr(0, 3);
+        line.remove_prefix(3);
+      }
       bool has_nl = !line.empty() && line.back() == '\n';
       out += replace_value(has_nl ? line.substr(0, line.size() - 1) : line, static_cast<int>(i) + 1,
                            value);
