@@ -1,5 +1,6 @@
 // `set-model`'s edit of the config file (every byte but the value of `default:` kept) and
 // `init`'s template: see config.hpp.
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -176,6 +177,13 @@ std::string edit_default(const std::string& text, const std::string& name) {
   if (root.IsMap() && root.Style() == YAML::EmitterStyle::Flow)
     cannot_edit(line_of(root), "the file is a flow-style map ({…})");
 
+  // YAML ends a line at a CR too; the edit counts lines by LF. A CR not followed by LF (Mac OS 9
+  // files, or a stray byte) would make the two disagree on which line is which (found by fuzzing).
+  for (size_t cr = text.find('\r'); cr != std::string::npos; cr = text.find('\r', cr + 1))
+    if (cr + 1 == text.size() || text[cr + 1] != '\n')
+      cannot_edit(static_cast<int>(std::count(text.begin(), text.begin() + cr, '\n')) + 1,
+                  "a carriage return that does not end a line");
+
   // The lines, each with its '\n' (the last one may have none).
   std::vector<std::string_view> lines;
   for (size_t start = 0; start < text.size();) {
@@ -281,10 +289,16 @@ std::string set_default_model(const std::string& text, const std::string& name) 
   } catch (const YAML::Exception&) {
     root = YAML::Node();
   }
-  const YAML::Node& read_back = root;
-  if (!read_back.IsMap() || !read_back["default"].IsScalar() ||
-      read_back["default"].Scalar() != name)
-    cannot_edit(1, "the file's layout is not understood (several YAML documents?)");
+  // Every `default` key (the file may repeat it; the last one counts) now says `name`.
+  bool found = false;
+  if (root.IsMap()) {
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      if (!it->first.IsScalar() || it->first.Scalar() != "default") continue;
+      found = it->second.IsScalar() && it->second.Scalar() == name;
+      if (!found) break;
+    }
+  }
+  if (!found) cannot_edit(1, "the file's layout is not understood (several YAML documents?)");
   return out;
 }
 
