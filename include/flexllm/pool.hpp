@@ -70,7 +70,7 @@ struct PoolConfig {
 };
 
 struct EndpointStats {
-  std::string base_url;
+  std::string base_url;  // as display_url() shows it: a password in the URL is never copied out
   std::string model;
   uint64_t in_flight = 0;
   uint64_t done = 0;    // requests answered

@@ -419,7 +419,7 @@ std::vector<EndpointStats> Pool::stats() const {
   std::vector<EndpointStats> out;
   for (size_t i = 0; i < cores_.size(); ++i) {
     const Counters& c = counters_[i];
-    out.push_back({.base_url = cores_[i]->endpoint().base_url,
+    out.push_back({.base_url = display_url(cores_[i]->endpoint().base_url),
                    .model = cores_[i]->endpoint().model,
                    .in_flight = c.in_flight.load(std::memory_order_relaxed),
                    .done = c.done.load(std::memory_order_relaxed),
@@ -456,9 +456,9 @@ class PoolTarget final : public BatchTarget {
   std::string summary_lines() const override {
     std::string out;
     for (const EndpointStats& s : pool_.stats())
-      out += fmt::format("  {} ({}): {} done, {} failed attempts, {}, latency {:.3f} s\n",
-                         display_url(s.base_url), s.model, s.done, s.failed,
-                         s.healthy ? "healthy" : "unhealthy", s.latency);
+      out +=
+          fmt::format("  {} ({}): {} done, {} failed attempts, {}, latency {:.3f} s\n", s.base_url,
+                      s.model, s.done, s.failed, s.healthy ? "healthy" : "unhealthy", s.latency);
     return out;
   }
   void send(std::pair<std::string, std::string> request, const json& messages,

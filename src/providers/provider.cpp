@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.hpp"
 #include "providers/openai.hpp"
 
 namespace flexllm::detail {
@@ -65,43 +66,6 @@ constexpr std::array<std::string_view, 6> kRoles = {"system",    "developer", "u
 
 std::string at(size_t i) {
   return "messages[" + std::to_string(i) + "]";
-}
-
-// Appends `s` with every invalid UTF-8 sequence replaced by U+FFFD, so that error messages can be
-// written to JSON (checkpoint files, logs) whatever bytes a server sent.
-void append_valid_utf8(std::string& out, std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    size_t start = i;
-    while (i < n && p[i] < 0x80) ++i;  // ASCII run
-    out.append(s.data() + start, i - start);
-    if (i == n) break;
-    const unsigned char c = p[i];
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;  // no surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    }
-    bool ok = len > 0 && i + len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
-    for (size_t k = 2; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
-    if (ok) {
-      out.append(s.data() + i, len);
-      i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
-  }
 }
 
 }  // namespace

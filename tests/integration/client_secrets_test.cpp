@@ -154,6 +154,16 @@ TEST(ClientSecrets, TheUserInfoOfABaseUrlIsNeverShown) {
     EXPECT_TRUE(has(e.what(), "***@127.0.0.1")) << e.what();
   }
   EXPECT_TRUE(errors[0].endpoint().starts_with(shown)) << errors[0].endpoint();
+
+  // A pool's per-endpoint statistics name the endpoint the same way.
+  PoolConfig pc;
+  pc.endpoints.push_back({.base_url = with_user_info(fine.base_url()), .model = "mock-model"});
+  pc.defaults.proxy = "";
+  LLMClientPool pool(pc);
+  pool.chat_completions(user("hi"));
+  ASSERT_EQ(pool.stats().size(), 1u);
+  EXPECT_EQ(pool.stats()[0].base_url,
+            "http://***@127.0.0.1:" + std::to_string(fine.port()) + "/v1");
 }
 
 }  // namespace
