@@ -87,7 +87,8 @@ class Bytes {
   }
   // A string of up to 255 bytes (its length is the next byte).
   std::string str() {
-    size_t n = std::min<size_t>(u8(), data_.size());
+    const size_t wanted = u8();  // first: the size below is what is left after this byte
+    const size_t n = std::min(wanted, data_.size());
     std::string s(data_.substr(0, n));
     data_.remove_prefix(n);
     return s;
