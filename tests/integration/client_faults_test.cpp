@@ -100,9 +100,11 @@ TEST(ClientRate, MaxQpsHoldsTheRateWithoutBursts) {
       std::chrono::duration<double>(st.arrivals.back().at - st.arrivals.front().at).count();
   double rate = 250 / span;
   EXPECT_NEAR(rate, 50.0, 2.5) << "over " << span << " s";
-  // No burst: any 11 consecutive requests span at least ~10 intervals.
+  // No burst: any 11 consecutive requests span ~10 intervals (200 ms). Arrival times carry both
+  // sides' scheduling jitter (one late arrival shortens the next window: 179 ms was seen under
+  // ThreadSanitizer on 2 loaded cores); a burst lets 11 requests through in a few milliseconds.
   for (size_t i = 10; i < st.arrivals.size(); ++i)
-    EXPECT_GE(st.arrivals[i].at - st.arrivals[i - 10].at, 180ms) << "burst at " << i;
+    EXPECT_GE(st.arrivals[i].at - st.arrivals[i - 10].at, 150ms) << "burst at " << i;
 }
 
 TEST(ClientRate, AdaptiveModeBacksOffUnderAServerLimit) {
