@@ -60,7 +60,7 @@ uint64_t input_hash(std::string_view input);
 // The API key the provider targets configure, and the check that no error text shows it: not
 // whole, and not its first bytes when every occurrence of those in `input` starts the whole key
 // (a key cut in half by an excerpt).
-inline constexpr std::string_view kApiKey = "sk-fz9Qe7Lm2Xw4Rt6Yb8Nc";
+inline constexpr std::string_view kApiKey = "sk-fuzz-not-a-real-key";
 void check_no_key(std::string_view text, std::string_view input, const char* what);
 
 // Reads typed values off the front of a fuzz input (what is missing reads as zero / empty).
