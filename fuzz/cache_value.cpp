@@ -5,14 +5,6 @@
 #include "fuzz.hpp"
 
 namespace flexllm::fuzz {
-namespace {
-
-bool same_value(const ChatResult& a, const ChatResult& b) {
-  return a.content == b.content && a.reasoning == b.reasoning && a.usage == b.usage &&
-         a.tool_calls == b.tool_calls && a.finish_reason == b.finish_reason;
-}
-
-}  // namespace
 
 void cache_value(std::string_view input) {
   // Decoded from a copy of exactly the input's size: ASan sees any read past the end.
@@ -40,7 +32,7 @@ void cache_value(std::string_view input) {
   r.finish_reason = in.str();
   const std::string bytes = detail::encode_cache_value(r);
   auto back = detail::decode_cache_value(bytes);
-  FLEXLLM_FUZZ_CHECK(back && back->cached && same_value(*back, r),
+  FLEXLLM_FUZZ_CHECK(back && back->cached && same_answer(*back, r),
                      "a value does not decode to itself ({} bytes)", bytes.size());
   // Every strict prefix is refused: a truncated value is never taken for a shorter one.
   const size_t cut = input_hash(input) % bytes.size();

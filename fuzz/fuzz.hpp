@@ -15,6 +15,10 @@
 #include <string_view>
 #include <vector>
 
+namespace flexllm {
+struct ChatResult;
+}
+
 namespace flexllm::fuzz {
 
 void http1_response(std::string_view input);  // transport/http1: ResponseParser
@@ -62,6 +66,10 @@ uint64_t input_hash(std::string_view input);
 // (a key cut in half by an excerpt).
 inline constexpr std::string_view kApiKey = "sk-fuzz-not-a-real-key";
 void check_no_key(std::string_view text, std::string_view input, const char* what);
+
+// What a reply says (content, reasoning, usage, tool calls, finish reason): what a round trip
+// through a codec or a reused parser must keep.
+bool same_answer(const ChatResult& a, const ChatResult& b);
 
 // Reads typed values off the front of a fuzz input (what is missing reads as zero / empty).
 class Bytes {

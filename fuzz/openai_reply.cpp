@@ -6,14 +6,6 @@
 #include "providers/openai.hpp"
 
 namespace flexllm::fuzz {
-namespace {
-
-bool same_reply(const ChatResult& a, const ChatResult& b) {
-  return a.content == b.content && a.reasoning == b.reasoning && a.usage == b.usage &&
-         a.tool_calls == b.tool_calls && a.finish_reason == b.finish_reason;
-}
-
-}  // namespace
 
 void openai_reply(std::string_view input) {
   const detail::ProviderAdapter& adapter = detail::openai_adapter();
@@ -39,7 +31,7 @@ void openai_reply(std::string_view input) {
     check_no_key(err->what(), input, "a reply error");
     check_no_key(err->body(), input, "a reply error's body");
   } else {
-    FLEXLLM_FUZZ_CHECK(same_reply(fresh, used), "a used ChatResult kept something: {:?} / {:?}",
+    FLEXLLM_FUZZ_CHECK(same_answer(fresh, used), "a used ChatResult kept something: {:?} / {:?}",
                        fresh.content, used.content);
     for (const ToolCall& c : fresh.tool_calls)
       FLEXLLM_FUZZ_CHECK(!c.arguments.empty(), "a tool call without arguments");

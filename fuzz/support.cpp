@@ -4,6 +4,8 @@
 
 #include "fuzz.hpp"
 
+#include "flexllm/types.hpp"
+
 namespace flexllm::fuzz {
 namespace {
 
@@ -83,6 +85,11 @@ const std::vector<Target>& targets() {
       {"mock_request", mock_request},
   };
   return all;
+}
+
+bool same_answer(const ChatResult& a, const ChatResult& b) {
+  return a.content == b.content && a.reasoning == b.reasoning && a.usage == b.usage &&
+         a.tool_calls == b.tool_calls && a.finish_reason == b.finish_reason;
 }
 
 }  // namespace flexllm::fuzz
