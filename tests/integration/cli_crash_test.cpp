@@ -33,6 +33,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_run.hpp"
+#include "files.hpp"
 #include "flexllm/mock/server.hpp"
 
 namespace {
@@ -42,6 +43,7 @@ using flexllm::mock::MockConfig;
 using flexllm::mock::MockServer;
 using flexllm::mock::MockStats;
 using flexllm::mock::Outcome;
+using flexllm::test::read_whole_file;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -54,13 +56,6 @@ const std::string kLock = "out.jsonl.lock";
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The built command as a child: its own environment (PATH and a fresh HOME), working directory
@@ -122,7 +117,7 @@ class Child {
   }
   // Seconds from spawn to the end (valid once wait() returned a status).
   double runtime() const { return std::chrono::duration<double>(ended_ - started_).count(); }
-  std::string err() const { return read_file(err_path_); }
+  std::string err() const { return read_whole_file(err_path_); }
 
  private:
   pid_t pid_ = -1;
@@ -162,7 +157,7 @@ struct FileState {
 
 FileState read_state(const fs::path& path) {
   FileState s;
-  s.bytes = read_file(path);
+  s.bytes = read_whole_file(path);
   size_t pos = 0;
   size_t line_no = 0;
   while (pos < s.bytes.size()) {
@@ -378,7 +373,7 @@ TEST_P(CliCrash, OrphanedRunLocksOutRestartsUntilKilled) {
   ASSERT_TRUE(mock_->wait_for([](const MockStats& s) { return s.requests >= 32; }, 30s))
       << "run A sent no requests: " << a.err();
   ASSERT_TRUE(a.running()) << a.err();
-  EXPECT_EQ(read_file(dir_ / kLock), std::to_string(a.pid()) + "\n") << "the lock file's pid";
+  EXPECT_EQ(read_whole_file(dir_ / kLock), std::to_string(a.pid()) + "\n") << "the lock file's pid";
 
   // B and C: the same job restarted while A writes. They talk to a mock of their own, so any
   // request they sent would show there.
@@ -400,7 +395,8 @@ TEST_P(CliCrash, OrphanedRunLocksOutRestartsUntilKilled) {
   EXPECT_EQ(other.stats(false).requests, 0u) << "a refused run sent requests";
   EXPECT_EQ(other.stats(false).other_requests, 0u) << "a refused run sent requests";
   ASSERT_TRUE(a.running()) << "A ended before B and C were refused: " << a.err();
-  EXPECT_EQ(read_file(dir_ / kLock), std::to_string(a.pid()) + "\n") << "a refused run touched it";
+  EXPECT_EQ(read_whole_file(dir_ / kLock), std::to_string(a.pid()) + "\n")
+      << "a refused run touched it";
 
   // Kill A at a random moment.
   const uint64_t target = random_target(0, kItems);

@@ -1,5 +1,6 @@
 #include "tls_fixture.hpp"
 
+#include "files.hpp"
 #include "spawn.hpp"
 
 #include <arpa/inet.h>
@@ -179,13 +180,6 @@ uint16_t free_port(bool both) {
     if (free6) return port;
   }
   throw std::runtime_error("cannot find a port free on both 127.0.0.1 and ::1");
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 }  // namespace
@@ -405,7 +399,7 @@ bool NginxTls::wait_for_log_lines(size_t lines, std::chrono::milliseconds limit)
 }
 
 std::string NginxTls::errors() const {
-  return read_file(dir_.file("nginx.stderr"));
+  return read_whole_file(dir_.file("nginx.stderr"));
 }
 
 }  // namespace flexllm::test

@@ -9,12 +9,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "files.hpp"
 #include "fuzz.hpp"
 
 namespace flexllm::fuzz {
 namespace {
 
 namespace fs = std::filesystem;
+using test::read_whole_file;
 
 std::vector<fs::path> inputs_of(const std::string& target) {
   const fs::path root(FLEXLLM_SOURCE_DIR);
@@ -29,13 +31,6 @@ std::vector<fs::path> inputs_of(const std::string& target) {
   }
   std::sort(files.begin(), files.end());
   return files;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -54,7 +49,7 @@ TEST_P(FuzzRegressions, EverySavedInputKeepsTheInvariants) {
   const std::vector<fs::path> files = inputs_of(target.name);
   ASSERT_FALSE(files.empty()) << "no seeds for " << target.name;  // a target always has seeds
   for (const fs::path& file : files) {
-    const std::string input = read_file(file);
+    const std::string input = read_whole_file(file);
     try {
       target.run(input);
     } catch (const Violation& v) {
